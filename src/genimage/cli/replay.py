@@ -1,0 +1,45 @@
+"""``genimage replay`` and ``genimage info``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genimage.cli.common import handle_errors
+
+
+@handle_errors
+def replay(
+    image: Annotated[Path, typer.Argument(help="A PNG written by genimage")],
+    model: Annotated[Optional[str], typer.Option(help="Use this model instead of the recorded one")] = None,
+) -> None:
+    """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
+    from genimage.pipeline import replay as do_replay
+
+    result = do_replay(image, model)
+    typer.echo(f"record: {result.record.to_json()}")
+    if not result.weights_match:
+        typer.echo("warning: the model's weights differ from the recorded sha256", err=True)
+    if result.match:
+        typer.echo("match: regenerated image is bit-for-bit identical")
+    else:
+        typer.echo(f"MISMATCH: {result.differing_pixels} values differ, max difference {result.max_abs_diff}")
+        raise typer.Exit(1)
+
+
+@handle_errors
+def info(model: Annotated[str, typer.Argument(help="Bundled model name, model folder or run folder")]) -> None:
+    """Show a model's config, size and training record."""
+    from genimage.models.config import WEIGHTS_FILE
+    from genimage.models.io import load_model
+
+    loaded = load_model(model)
+    params = sum(p.numel() for p in loaded.denoiser.network.parameters())
+    size = (loaded.folder / WEIGHTS_FILE).stat().st_size
+    typer.echo(f"folder: {loaded.folder}")
+    typer.echo(f"parameters: {params:,}  weights: {size / 1e6:.2f} MB  sha256: {loaded.weights_sha256}")
+    typer.echo(f"training steps: {loaded.config.training.get('steps', 'unknown')}")
+    typer.echo(json.dumps(loaded.config.to_dict(), indent=2, sort_keys=True))

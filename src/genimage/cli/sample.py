@@ -1,0 +1,143 @@
+"""``genimage sample`` and ``genimage generate``: make images with a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genimage.cli.common import handle_errors
+from genimage.errors import GenimageError
+
+ModelOpt = Annotated[str, typer.Option(help="Bundled model name or a model/run folder")]
+SamplerOpt = Annotated[Optional[str], typer.Option(help="euler | heun | ddim | dpmpp_2m | ddpm (default: the model's)")]
+ScheduleOpt = Annotated[Optional[str], typer.Option(help="uniform | karras (default: the model's)")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Sampler steps (default: the model's)")]
+GuidanceOpt = Annotated[Optional[float], typer.Option(help="Classifier-free guidance weight (default: the model's)")]
+EtaOpt = Annotated[Optional[float], typer.Option(help="DDIM eta (0 = deterministic, 1 = DDPM)")]
+PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Network precision (default: the model's)")]
+
+
+def _options(pipe, sampler, schedule, steps, guidance, eta, bf16):
+    opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance, bf16=bf16)
+    if eta is not None:
+        if opts.sampler != "ddim":
+            raise GenimageError("--eta applies only to --sampler ddim")
+        opts.extra = {"eta": float(eta)}
+    return opts
+
+
+def _progress(total_steps: int, n_batches: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_steps * n_batches, desc="sample", unit="step", leave=False, disable=None)
+    return bar, (lambda info: bar.update(1))
+
+
+def _parse_label(pipe, text: str) -> int:
+    names = pipe.config.class_names or []
+    if text in names:
+        return names.index(text)
+    try:
+        return int(text)
+    except ValueError:
+        raise GenimageError(f"{text!r} is not a class of this model; classes: {', '.join(names) or 'none'}") from None
+
+
+@handle_errors
+def sample(
+    model: ModelOpt,
+    out_dir: Annotated[Path, typer.Option(help="Folder for the PNGs (0000.png, 0001.png, ...)")] = Path("samples"),
+    num: Annotated[int, typer.Option("-n", "--num", help="Number of images")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i")] = 0,
+    label: Annotated[Optional[str], typer.Option(help="Class label or class name for every image")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt for every image")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
+    sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
+    guidance: GuidanceOpt = None, eta: EtaOpt = None, bf16: PrecisionOpt = None,
+    grid: Annotated[Optional[Path], typer.Option(help="Also write all images as one grid PNG")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
+) -> None:
+    """Sample images with their generation record embedded (see `genimage replay`)."""
+    from genimage.pipeline import Pipeline
+
+    if num < 1:
+        raise GenimageError(f"-n must be at least 1, got {num}")
+    pipe = Pipeline.from_pretrained(model)
+    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16)
+    seeds = list(range(seed, seed + num))
+    labels = [_parse_label(pipe, label)] * num if label is not None else None
+    if labels is None and pipe.conditioner.uses_labels:
+        labels = [i % pipe.config.num_classes for i in range(num)]
+    prompts = [prompt] * num if prompt is not None else None
+    _write(pipe, seeds, labels, prompts, negative, opts, [out_dir / f"{i:04d}.png" for i in range(num)], grid,
+           batch_size)
+
+
+def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size) -> None:
+    import time
+
+    bar, cb = _progress(opts.steps, -(-len(seeds) // batch_size))
+    t0 = time.perf_counter()
+    images = pipe(seeds, labels=labels, prompts=prompts, negative=negative, options=opts, batch_size=batch_size,
+                  callback=cb)
+    bar.close()
+    dt = time.perf_counter() - t0
+    records = pipe.records(seeds, labels, prompts, negative, opts)
+    written = pipe.save(images, records, paths)
+    settings = {k: v for k, v in json.loads(records[0].to_json()).items() if k not in ("seed", "prompt", "label")}
+    typer.echo(f"settings: {json.dumps(settings, sort_keys=True)}")
+    if grid is not None:
+        from genimage.data.image_io import save_image_grid
+
+        save_image_grid(images, grid)
+        typer.echo(f"grid: {grid}")
+    where = written[0] if len(written) == 1 else f"{written[0].parent}/ ({len(written)} images)"
+    typer.echo(f"wrote {where} in {dt:.2f}s ({len(written) / dt:.1f} images/s)")
+
+
+@handle_errors
+def generate(
+    prompt: Annotated[Optional[str], typer.Argument(help="Prompt (text models) or class label/name (class models)")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG for a single prompt")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="File with one prompt per line")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for --prompts output (0000.png, ...)")] = None,
+    model: ModelOpt = "shapes",
+    seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i")] = 0,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt")] = None,
+    sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
+    guidance: GuidanceOpt = None, eta: EtaOpt = None, bf16: PrecisionOpt = None,
+    size: Annotated[Optional[int], typer.Option(help="Image size (must equal the model's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per network batch")] = 64,
+) -> None:
+    """Generate from a prompt (default model: the bundled shapes model)."""
+    from genimage.pipeline import Pipeline
+
+    if (prompt is None) == (prompts is None):
+        raise GenimageError("give either a PROMPT or --prompts FILE")
+    if prompts is not None:
+        if not prompts.is_file():
+            raise GenimageError(f"prompts file not found: {prompts}")
+        lines = [ln.strip() for ln in prompts.read_text().splitlines() if ln.strip()]
+        if not lines:
+            raise GenimageError(f"{prompts} has no prompts")
+        if out_dir is None:
+            raise GenimageError("--prompts needs --out-dir")
+        paths = [out_dir / f"{i:04d}.png" for i in range(len(lines))]
+    else:
+        lines = [prompt]
+        paths = [output or Path("out.png")]
+    pipe = Pipeline.from_pretrained(model)
+    if size is not None and size != pipe.config.image_size:
+        raise GenimageError(f"--size {size}: this model generates {pipe.config.image_size}px images only")
+    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16)
+    seeds = list(range(seed, seed + len(lines)))
+    if pipe.conditioner.uses_text:
+        labels, texts = None, lines
+    elif pipe.conditioner.uses_labels:
+        labels, texts = [_parse_label(pipe, ln) for ln in lines], None
+    else:
+        raise GenimageError("this model is unconditional; use `genimage sample`")
+    _write(pipe, seeds, labels, texts, negative, opts, paths, None, batch_size)

@@ -1,0 +1,107 @@
+"""``genimage train``: train a model on a built-in dataset or an image folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genimage.cli.common import echo_json, handle_errors, parse_key_values
+from genimage.errors import GenimageError
+
+
+@handle_errors
+def train(
+    data: Annotated[str, typer.Option(help="builtin:digits | builtin:shapes | builtin:photos | an image folder")],
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, samples, metrics)")],
+    objective: Annotated[str, typer.Option(help="ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
+    backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
+    preset: Annotated[str, typer.Option(help="Backbone size: tiny | small | base")] = "small",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE (repeatable)")] = None,
+    cond: Annotated[str, typer.Option(help="auto | label | text | none")] = "auto",
+    path: Annotated[Optional[str], typer.Option(help="Noise path override (vp-cosine, vp-linear, edm, linear)")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Training image side in pixels")] = None,
+    length: Annotated[Optional[int], typer.Option(help="Number of items for procedural datasets")] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Images per step")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW)")] = 3e-4,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.0,
+    warmup_steps: Annotated[int, typer.Option(help="Learning-rate warm-up steps")] = 100,
+    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip (0 = off)")] = 1.0,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay")] = 0.999,
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (fast on AMX CPUs)")] = True,
+    cond_drop: Annotated[float, typer.Option(help="Conditioning dropout for classifier-free guidance")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for init, data order and noise")] = 0,
+    sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = end only)")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    sampler: Annotated[str, typer.Option(help="Default sampler stored with the model")] = "euler",
+    sample_steps: Annotated[int, typer.Option(help="Default sampling steps stored with the model")] = 16,
+    guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
+    on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
+    tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Train a diffusion / flow-matching model. Resumable bit for bit with --resume."""
+    from genimage.data.source import open_dataset
+    from genimage.models.config import ModelConfig
+    from genimage.models.presets import backbone_config
+    from genimage.objectives import OBJECTIVES
+    from genimage.paths import PATHS
+    from genimage.samplers import SAMPLERS
+    from genimage.training.loop import Trainer, TrainConfig
+
+    spec = OBJECTIVES.get(objective)
+    SAMPLERS.get(sampler)
+    if path is not None:
+        PATHS.get(path)
+    if cond not in ("auto", "label", "text", "none"):
+        raise GenimageError(f"--cond must be auto, label, text or none, got {cond!r}")
+    options = {"length": length} if length is not None else {}
+    if not data.startswith("builtin:"):
+        options = {"on_bad_file": on_bad_file}
+    dataset = open_dataset(data, image_size=image_size, seed=seed, **options)
+    if cond == "auto":
+        cond = "label" if dataset.num_classes else "text" if dataset.has_captions else "none"
+    if cond == "label" and not dataset.num_classes:
+        raise GenimageError(f"--cond label: {data} has no class labels")
+    if cond == "text" and not dataset.has_captions:
+        raise GenimageError(f"--cond text: {data} has no captions")
+    num_classes = dataset.num_classes if cond == "label" else 0
+    text_dim, text_len = (384, 32) if cond == "text" else (0, 32)
+    bcfg = backbone_config(backbone, preset, image_size=dataset.image_size, channels=dataset.channels,
+                           num_classes=num_classes, text_dim=text_dim, max_text_len=text_len,
+                           overrides=parse_key_values(set_, "--set"))
+    mc = ModelConfig(backbone=backbone, backbone_config=bcfg, objective=objective, path=path or spec.path,
+                     prediction=spec.prediction, image_size=dataset.image_size, channels=dataset.channels,
+                     num_classes=num_classes, class_names=dataset.class_names if num_classes else None,
+                     text_encoder="minilm" if cond == "text" else None, text_max_length=text_len,
+                     sampler=sampler, schedule="uniform", steps=sample_steps, guidance=guidance,
+                     training={"data": data})
+    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                     grad_clip=grad_clip, ema_decay=ema_decay, bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
+                     sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
+                     progress=progress)
+    echo_json("model", mc.to_dict())
+    echo_json("training", dataclasses.asdict(tc))
+    trainer = Trainer(mc, tc, dataset, out, resume=resume)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)}, indent=2))
+    from genimage.data.manifest import write_manifest
+
+    write_manifest(dataset, out / "dataset_manifest.json")
+    if getattr(dataset, "bad_files", None):
+        dataset.write_bad_files_report(out / "bad_files.tsv")
+        typer.echo(f"skipped {len(dataset.bad_files)} bad files (listed in {out / 'bad_files.tsv'})", err=True)
+    typer.echo(f"parameters: {sum(p.numel() for p in trainer.network.parameters()):,}; "
+               f"starting at step {trainer.step} of {steps}")
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        folder = trainer.save()
+        typer.echo(f"\ninterrupted at step {trainer.step}; checkpoint saved to {folder}; continue with --resume", err=True)
+        raise typer.Exit(130)
+    typer.echo(f"done: {trainer.step} steps in {trainer.wall_time:.0f}s; model: {out} (use --model {out})")

@@ -1,0 +1,424 @@
+"""``shapes``: procedurally generated, captioned scenes of coloured shapes.
+
+A small compositional benchmark in the spirit of GenEval (Ghosh et al., 2023, "GenEval: An
+Object-Focused Framework for Evaluating Text-to-Image Alignment": counting, colour binding
+and position) and of CLEVR-style held-out attribute combinations (Johnson et al., 2017,
+CoGenT splits), made cheap enough to train and score on a CPU. Its exact spec:
+
+* Background RGB ``(245, 245, 240)``. Object colours before jitter are :data:`PALETTE`;
+  each object gets one uniform integer offset in ``[-10, 10]`` per channel.
+* Filled shapes (:data:`SHAPES`): ``circle``, ``square`` (axis-aligned) and ``triangle``
+  (isosceles, apex up at the top centre of its box, horizontal base along the box
+  bottom). Every bounding-box side is 25-40% of the image side: circles and squares have
+  ``w == h``; a triangle draws ``w`` and ``h`` independently in that range.
+* 1 or 2 objects (2 with probability ``two_object_prob``), fully inside the image, with
+  disjoint bounding boxes separated by a gap of at least ``max(2 px, 5% of the side)``.
+* Captions: ``"a red circle"`` or ``"a red circle to the left of a blue square"``; the
+  relation (:data:`RELATIONS`) is uniform and the first object is its subject; the
+  article is ``"an"`` before ``"orange"``. For a relation, the subject's and object's
+  bounding-box centres differ along the named axis by at least 20% of the side and by
+  more than along the other axis (:func:`relation_holds`; image y grows downward, so
+  "above" means a smaller y). Placements are rejection-sampled until this holds.
+* Splits (held-out compositions): the colour-shape pairs in ``held_out`` (default
+  :data:`DEFAULT_HELD_OUT`) never appear in ``split="train"``. Compositions are drawn
+  uniformly from the grammar (each object's pair uniform over the 18 pairs, the relation
+  uniform) and conditioned on the split: ``"train"`` keeps scenes with no held-out pair,
+  ``"eval"`` keeps scenes with at least one (the other object of a two-object eval scene
+  may be any pair, held-out or not), ``"all"`` keeps everything.
+* Anti-aliasing by supersampling: the scene is drawn at ``supersample`` times the size
+  with PIL and box-filtered down, so every bounding-box coordinate is a multiple of
+  ``1 / supersample`` pixel.
+
+Item ``i`` depends only on ``(seed, i)``: its composition is drawn from
+``item_rng(seed, i, 0)`` and its layout and colour jitter from ``item_rng(seed, i, 1)``
+(:func:`genimage.data.types.item_rng`), so any item can be produced alone, and
+:func:`sample_captions` returns exactly the captions of items ``0..n-1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+from collections.abc import Iterable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from genimage.data.types import (
+    DatasetItem,
+    ImageDataset,
+    check_index,
+    check_split,
+    image_from_uint8,
+    item_rng,
+    uniform_int,
+)
+from genimage.errors import GenimageError
+
+BACKGROUND: tuple[int, int, int] = (245, 245, 240)
+"""Background RGB."""
+
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "orange": (245, 150, 30),
+    "yellow": (240, 220, 40),
+    "green": (50, 180, 70),
+    "blue": (50, 90, 230),
+    "purple": (150, 60, 200),
+}
+"""Colour name -> RGB before jitter."""
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+RELATIONS: tuple[str, ...] = ("to the left of", "to the right of", "above", "below")
+DEFAULT_HELD_OUT: tuple[tuple[str, str], ...] = (
+    ("purple", "triangle"),
+    ("orange", "circle"),
+    ("green", "square"),
+)
+"""Colour-shape pairs absent from ``split="train"`` by default."""
+
+COLOUR_JITTER = 10
+"""Maximum absolute per-channel offset added to an object's palette colour."""
+MIN_SIDE, MAX_SIDE = 0.25, 0.40
+"""Range of a bounding-box side, as a fraction of the image side."""
+MIN_RELATION_OFFSET = 0.20
+"""Minimum centre offset along a relation's axis, as a fraction of the image side."""
+MIN_IMAGE_SIZE = 16
+
+ALL_PAIRS: tuple[tuple[str, str], ...] = tuple((c, s) for c in PALETTE for s in SHAPES)
+"""All 18 colour-shape pairs, colour-major."""
+
+
+def article(colour: str) -> str:
+    """``"an"`` before a colour starting with a vowel (``"orange"``), else ``"a"``."""
+    return "an" if colour[0] in "aeiou" else "a"
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectSpec:
+    """One caption object: a colour name from :data:`PALETTE` and a shape from :data:`SHAPES`."""
+
+    colour: str
+    shape: str
+
+    @property
+    def phrase(self) -> str:
+        """E.g. ``"an orange square"``."""
+        return f"{article(self.colour)} {self.colour} {self.shape}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionSpec:
+    """What a caption says: 1 or 2 objects and, for 2, the relation of ``objects[0]`` to ``objects[1]``."""
+
+    objects: tuple[ObjectSpec, ...]
+    relation: str | None = None
+
+    @property
+    def caption(self) -> str:
+        """The caption text, e.g. ``"a red circle to the left of a blue square"``."""
+        if self.relation is None:
+            return self.objects[0].phrase
+        return f"{self.objects[0].phrase} {self.relation} {self.objects[1].phrase}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneObject:
+    """One drawn object.
+
+    Attributes:
+        colour: Palette colour name.
+        shape: Shape name.
+        bbox: ``(x0, y0, x1, y1)`` in output-image pixels (x right, y down, ``x1``/``y1``
+            exclusive), multiples of ``1 / supersample``.
+        rgb: The jittered fill colour.
+    """
+
+    colour: str
+    shape: str
+    bbox: tuple[float, float, float, float]
+    rgb: tuple[int, int, int]
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Bounding-box centre ``(x, y)`` in pixels."""
+        x0, y0, x1, y1 = self.bbox
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """A full scene description: objects (subject first), relation or ``None``, image side in px."""
+
+    objects: tuple[SceneObject, ...]
+    relation: str | None
+    image_size: int
+
+    @property
+    def spec(self) -> CaptionSpec:
+        return CaptionSpec(tuple(ObjectSpec(o.colour, o.shape) for o in self.objects), self.relation)
+
+    @property
+    def caption(self) -> str:
+        return self.spec.caption
+
+
+def relation_holds(dx, dy, relation: str, min_offset: float):
+    """Whether a centre offset satisfies a relation (works on floats and numpy arrays).
+
+    Args:
+        dx: Subject centre x minus object centre x.
+        dy: Subject centre y minus object centre y (y grows downward).
+        relation: One of :data:`RELATIONS`.
+        min_offset: Minimum ``|offset|`` along the relation's axis, in the same unit.
+
+    Returns:
+        True where the offset along the named axis has the right sign, is at least
+        ``min_offset`` and is larger in magnitude than the offset along the other axis.
+    """
+    if relation == "to the left of":
+        return (dx <= -min_offset) & (abs(dx) > abs(dy))
+    if relation == "to the right of":
+        return (dx >= min_offset) & (abs(dx) > abs(dy))
+    if relation == "above":
+        return (dy <= -min_offset) & (abs(dy) > abs(dx))
+    if relation == "below":
+        return (dy >= min_offset) & (abs(dy) > abs(dx))
+    raise GenimageError(f"unknown relation {relation!r}; choose one of: {', '.join(RELATIONS)}")
+
+
+_OBJ_RE = rf"(a|an) ({'|'.join(PALETTE)}) ({'|'.join(SHAPES)})"
+_CAPTION_RE = re.compile(rf"{_OBJ_RE}(?: ({'|'.join(RELATIONS)}) {_OBJ_RE})?")
+
+
+def parse_caption(caption: str) -> CaptionSpec:
+    """Parse a shapes caption (case and repeated spaces are ignored).
+
+    Args:
+        caption: E.g. ``"an orange square above a blue triangle"``.
+
+    Returns:
+        The :class:`CaptionSpec`; ``parse_caption(spec.caption) == spec``.
+
+    Raises:
+        GenimageError: If the text is outside the grammar (unknown word, wrong article,
+            trailing text).
+    """
+    text = " ".join(str(caption).lower().split())
+    match = _CAPTION_RE.fullmatch(text)
+    if match is None:
+        raise GenimageError(
+            f"caption {caption!r} is outside the shapes grammar; expected e.g. 'a red circle' "
+            f"or 'an orange square above a blue triangle' (colours: {', '.join(PALETTE)}; "
+            f"shapes: {', '.join(SHAPES)}; relations: {', '.join(RELATIONS)})"
+        )
+    art1, col1, shp1, relation, art2, col2, shp2 = match.groups()
+    objects = [(art1, col1, shp1)] + ([(art2, col2, shp2)] if relation else [])
+    for art, col, _ in objects:
+        if art != article(col):
+            raise GenimageError(f"caption {caption!r}: write {article(col)!r} before {col!r}")
+    return CaptionSpec(tuple(ObjectSpec(c, s) for _, c, s in objects), relation)
+
+
+def _check_held_out(held_out: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    pairs = frozenset((str(c), str(s)) for c, s in held_out)
+    bad = sorted(p for p in pairs if p not in ALL_PAIRS)
+    if bad:
+        raise GenimageError(
+            f"held_out pairs {bad} are not (colour, shape) pairs; colours: {', '.join(PALETTE)}; "
+            f"shapes: {', '.join(SHAPES)}"
+        )
+    return pairs
+
+
+def _check_prob(two_object_prob: float) -> float:
+    if not 0.0 <= two_object_prob <= 1.0:
+        raise GenimageError(f"two_object_prob must be in [0, 1], got {two_object_prob}")
+    return float(two_object_prob)
+
+
+def _check_split_pairs(split: str, held_out: frozenset[tuple[str, str]]) -> None:
+    check_split(split)
+    if split == "eval" and not held_out:
+        raise GenimageError("split='eval' needs at least one held_out pair; pass held_out or use split='all'")
+    if split == "train" and len(held_out) == len(ALL_PAIRS):
+        raise GenimageError("held_out holds every colour-shape pair, so split='train' would be empty")
+
+
+def _sample_spec(
+    rng: random.Random, split: str, held_out: frozenset[tuple[str, str]], two_object_prob: float
+) -> CaptionSpec:
+    """Draw a composition: grammar-uniform, conditioned on the split (rejection sampling)."""
+    n_objects = 2 if rng.random() < two_object_prob else 1
+    while True:
+        pairs = [ALL_PAIRS[uniform_int(rng, 0, len(ALL_PAIRS) - 1)] for _ in range(n_objects)]
+        n_held = sum(p in held_out for p in pairs)
+        if split == "all" or (split == "train" and n_held == 0) or (split == "eval" and n_held > 0):
+            break
+    relation = RELATIONS[uniform_int(rng, 0, len(RELATIONS) - 1)] if n_objects == 2 else None
+    return CaptionSpec(tuple(ObjectSpec(c, s) for c, s in pairs), relation)
+
+
+def _sample_layout(
+    rng: random.Random, spec: CaptionSpec, image_size: int, supersample: int
+) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int]]]:
+    """Draw boxes on the supersampled grid and jittered colours.
+
+    Returns:
+        ``boxes``: ``(x0, y0, x1, y1)`` per object on the ``image_size * supersample`` grid
+        (exclusive ends), and ``rgb``: the jittered colour per object.
+    """
+    grid = image_size * supersample
+    lo, hi = math.ceil(MIN_SIDE * grid), math.floor(MAX_SIDE * grid)
+    gap = math.ceil(max(2.0, 0.05 * image_size) * supersample)
+    min_offset2 = 2 * MIN_RELATION_OFFSET * grid  # centre offsets are compared doubled (integers)
+    for _ in range(100_000):
+        boxes = []
+        for obj in spec.objects:
+            w = uniform_int(rng, lo, hi)
+            h = w if obj.shape != "triangle" else uniform_int(rng, lo, hi)
+            x0, y0 = uniform_int(rng, 0, grid - w), uniform_int(rng, 0, grid - h)
+            boxes.append((x0, y0, x0 + w, y0 + h))
+        if spec.relation is None:
+            break
+        (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes
+        apart = ax1 + gap <= bx0 or bx1 + gap <= ax0 or ay1 + gap <= by0 or by1 + gap <= ay0
+        dx2, dy2 = (ax0 + ax1) - (bx0 + bx1), (ay0 + ay1) - (by0 + by1)
+        if apart and relation_holds(dx2, dy2, spec.relation, min_offset2):
+            break
+    else:  # pragma: no cover - acceptance is a few percent or more
+        raise RuntimeError("shapes: placement rejection sampling did not converge")
+    rgb = [
+        tuple(min(255, max(0, v + uniform_int(rng, -COLOUR_JITTER, COLOUR_JITTER))) for v in PALETTE[o.colour])
+        for o in spec.objects
+    ]
+    return boxes, rgb  # type: ignore[return-value]
+
+
+def render_scene(scene: Scene, supersample: int = 4) -> np.ndarray:
+    """Draw a scene as a uint8 array ``(H, W, 3)``.
+
+    Shapes are drawn with PIL on a grid ``supersample`` times larger and reduced with a box
+    filter, so edge pixels hold the fraction of the pixel the shape covers.
+
+    Args:
+        scene: The scene; its boxes must lie on the ``1 / supersample`` pixel grid.
+        supersample: Supersampling factor per axis (4 gives 17 coverage levels).
+    """
+    grid = scene.image_size * supersample
+    canvas = Image.new("RGB", (grid, grid), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for obj in scene.objects:
+        x0, y0, x1, y1 = (int(round(v * supersample)) for v in obj.bbox)
+        # PIL boxes are inclusive: the last covered pixel is x1 - 1.
+        if obj.shape == "square":
+            draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=obj.rgb)
+        elif obj.shape == "circle":
+            draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=obj.rgb)
+        else:
+            draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=obj.rgb)
+    if supersample > 1:
+        canvas = canvas.reduce(supersample)
+    return np.asarray(canvas)
+
+
+def sample_captions(
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    *,
+    held_out: Iterable[tuple[str, str]] = DEFAULT_HELD_OUT,
+    two_object_prob: float = 0.5,
+) -> list[str]:
+    """Evaluation prompts from the split's caption distribution.
+
+    Args:
+        n: Number of captions.
+        seed: Seed; the result equals the captions of items ``0..n-1`` of
+            ``ShapesDataset(seed=seed, split=split, held_out=held_out, two_object_prob=...)``.
+        split: ``"train"``, ``"eval"`` or ``"all"`` (see the module docstring).
+        held_out: Colour-shape pairs held out of the train split.
+        two_object_prob: Probability that a caption has two objects and a relation.
+
+    Returns:
+        ``n`` captions.
+    """
+    pairs = _check_held_out(held_out)
+    _check_split_pairs(split, pairs)
+    prob = _check_prob(two_object_prob)
+    if n < 0 or not 0 <= seed < 2**61:
+        raise GenimageError(f"need n >= 0 and 0 <= seed < 2**61, got n={n}, seed={seed}")
+    return [_sample_spec(item_rng(seed, i, 0), split, pairs, prob).caption for i in range(n)]
+
+
+class ShapesDataset(ImageDataset):
+    """Captioned scenes of 1-2 coloured shapes; see the module docstring for the exact spec.
+
+    Items are ``{"image": FloatTensor (3, image_size, image_size) in [-1, 1], "caption": str}``.
+
+    Args:
+        length: Number of items (any positive number; items are generated on the fly).
+        image_size: Image side in pixels (at least 16).
+        split: ``"train"`` (no held-out pair), ``"eval"`` (at least one held-out pair in
+            every image) or ``"all"``.
+        seed: Non-negative seed; item ``i`` depends only on ``(seed, i)``.
+        held_out: Colour-shape pairs kept out of the train split.
+        two_object_prob: Probability that an image has two objects (and a relation).
+        supersample: Anti-aliasing supersampling factor per axis.
+    """
+
+    has_captions = True
+    channels = 3
+
+    def __init__(
+        self,
+        length: int = 100_000,
+        image_size: int = 32,
+        split: str = "train",
+        seed: int = 0,
+        *,
+        held_out: Iterable[tuple[str, str]] = DEFAULT_HELD_OUT,
+        two_object_prob: float = 0.5,
+        supersample: int = 4,
+    ) -> None:
+        if not 1 <= length <= 2**64:
+            raise GenimageError(f"shapes length must be in [1, 2**64], got {length}")
+        if image_size < MIN_IMAGE_SIZE:
+            raise GenimageError(f"shapes image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+        if not 0 <= seed < 2**61:
+            raise GenimageError(f"shapes seed must be in [0, 2**61), got {seed}")
+        if supersample < 1:
+            raise GenimageError(f"shapes supersample must be >= 1, got {supersample}")
+        self.held_out = _check_held_out(held_out)
+        _check_split_pairs(split, self.held_out)
+        self.two_object_prob = _check_prob(two_object_prob)
+        self.length = int(length)
+        self.image_size = int(image_size)
+        self.split = split
+        self.seed = int(seed)
+        self.supersample = int(supersample)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def scene(self, index: int) -> Scene:
+        """The structural description of item ``index`` (objects, boxes, colours, relation)."""
+        index = check_index(index, self.length)
+        spec = _sample_spec(item_rng(self.seed, index, 0), self.split, self.held_out, self.two_object_prob)
+        boxes, rgb = _sample_layout(item_rng(self.seed, index, 1), spec, self.image_size, self.supersample)
+        s = self.supersample
+        objects = tuple(
+            SceneObject(o.colour, o.shape, tuple(v / s for v in box), c)  # type: ignore[arg-type]
+            for o, box, c in zip(spec.objects, boxes, rgb)
+        )
+        return Scene(objects, spec.relation, self.image_size)
+
+    def render(self, index: int) -> np.ndarray:
+        """Item ``index`` as a uint8 array ``(H, W, 3)``."""
+        return render_scene(self.scene(index), self.supersample)
+
+    def __getitem__(self, index: int) -> DatasetItem:
+        scene = self.scene(index)
+        return {"image": image_from_uint8(render_scene(scene, self.supersample)), "caption": scene.caption}

@@ -1,0 +1,114 @@
+"""Generate images from a denoiser: seeds -> noise -> sampler -> images.
+
+Image *i* depends only on ``seeds[i]`` (its own ``torch.Generator`` draws its initial noise
+and every later random draw), on its label/prompt and on the sampling settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from genimage.conditioning.cfg import CFGDenoiser
+from genimage.conditioning.conditioner import Conditioner
+from genimage.errors import GenimageError
+from genimage.models.config import ModelConfig
+from genimage.models.denoiser import Denoiser
+from genimage.paths.conversions import PathCoefficients
+from genimage.samplers import SAMPLERS, make_schedule
+from genimage.samplers.noise import generators_for_seeds, randn
+
+
+@dataclass
+class SamplingOptions:
+    """Args:
+        sampler: Sampler name (``euler``, ``heun``, ``ddim``, ``dpmpp_2m``, ``ddpm``).
+        schedule: Timestep schedule (``uniform`` or ``karras``).
+        steps: Number of sampler steps.
+        guidance: Classifier-free guidance weight (1 = off).
+        bf16: Evaluate the network under bfloat16 autocast.
+        extra: Extra sampler keyword arguments (e.g. ``{"eta": 0.5}`` for DDIM).
+    """
+
+    sampler: str
+    schedule: str
+    steps: int
+    guidance: float
+    bf16: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def defaults(cls, config: ModelConfig, **overrides) -> "SamplingOptions":
+        base = dict(sampler=config.sampler, schedule=config.schedule, steps=config.steps, guidance=config.guidance,
+                    bf16=bool(config.training.get("bf16", False)))
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        opts = cls(**base)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        SAMPLERS.get(self.sampler)
+        from genimage.samplers.timesteps import SCHEDULES
+
+        SCHEDULES.get(self.schedule)
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise GenimageError(f"--steps must be a positive integer, got {self.steps}")
+        if not (self.guidance == self.guidance) or self.guidance < 0:
+            raise GenimageError(f"--guidance must be a number >= 0, got {self.guidance}")
+
+
+@torch.no_grad()
+def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, *, seeds: Sequence[int],
+             labels: Sequence[int | None] | None = None, prompts: Sequence[str] | None = None,
+             negative: str | None = None, options: SamplingOptions | None = None, bf16: bool | None = None,
+             batch_size: int = 64, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+    """Generate one image per seed.
+
+    Args:
+        denoiser: The trained model (eval mode).
+        config: Its config (image geometry, defaults).
+        conditioner: Builds conditioning from labels/prompts.
+        seeds: One seed per image.
+        labels: One class label per image (class-conditional models).
+        prompts: One prompt per image (text-conditional models).
+        negative: Negative prompt used in place of the empty prompt for guidance.
+        options: Sampling options (defaults from ``config``).
+        bf16: Override ``options.bf16``.
+        batch_size: Images per network batch (results do not depend on it).
+        callback: Called after every sampler step with ``{"i", "t", "x", "x0", "nfe"}``.
+
+    Returns:
+        Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
+    """
+    options = options or SamplingOptions.defaults(config)
+    if bf16 is not None:
+        options = SamplingOptions(**{**options.__dict__, "bf16": bf16})
+    n = len(seeds)
+    if labels is not None and len(labels) != n:
+        raise GenimageError(f"got {len(labels)} labels for {n} seeds")
+    if prompts is not None and len(prompts) != n:
+        raise GenimageError(f"got {len(prompts)} prompts for {n} seeds")
+    sampler = SAMPLERS.get(options.sampler)
+    timesteps = make_schedule(options.schedule, denoiser.path, options.steps)
+    c0 = PathCoefficients.at(denoiser.path, timesteps[0], ndim=1)
+    shape = (config.channels, config.image_size, config.image_size)
+    out = []
+    for start in range(0, n, batch_size):
+        sl = slice(start, start + batch_size)
+        gens = generators_for_seeds(seeds[sl])
+        x = (float(c0.sigma) * randn((len(gens), *shape), gens)).float()
+        cond = conditioner(labels=labels[sl] if labels is not None else None,
+                           captions=prompts[sl] if prompts is not None else None, batch=len(gens))
+        uncond = None
+        if cond is not None and negative and conditioner.uses_text:
+            uncond = conditioner(labels=[None] * len(gens) if conditioner.uses_labels else None,
+                                 captions=[negative] * len(gens))
+        model = CFGDenoiser(denoiser, options.guidance, uncond) if cond is not None else denoiser
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
+        with ctx:
+            x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
+        out.append(x.float().clamp(-1, 1))
+    return torch.cat(out)

@@ -1,0 +1,186 @@
+"""UNet backbone: a thin wrapper around diffusers' ``UNet2DModel`` / ``UNet2DConditionModel``.
+
+The architecture is the DDPM UNet (Ho et al. 2020, Appendix B; Ronneberger et al. 2015)
+with residual blocks, group norm and self-attention at the lowest resolution; with text,
+the attention blocks become transformer blocks that cross-attend to the text tokens
+(Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models",
+Sec. 3.3). The backbone's ``c_noise`` is fed as diffusers' ``timestep``, the label as its
+``class_labels`` (one extra embedding row is the null class), the text as
+``encoder_hidden_states`` with ``encoder_attention_mask``.
+
+diffusers is imported when a :class:`UNet` is built, not when this module is imported
+(importing diffusers' UNets takes ~6 s on the target CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from genimage.errors import GenimageError
+from genimage.models.backbones.base import BACKBONES
+from genimage.nn.embeddings import NullTextToken, make_batch_invariant, read_conditioning
+
+
+@dataclasses.dataclass
+class UNetConfig:
+    """Configuration of :class:`UNet`.
+
+    Args:
+        image_size: Nominal input height/width (stored as diffusers' ``sample_size``); any
+            size divisible by ``2 ** (len(block_out_channels) - 1)`` is accepted.
+        in_channels: Input channels ``C``; the output has the same number.
+        block_out_channels: Channels per resolution level, from full resolution down;
+            every level but the last halves the resolution.
+        layers_per_block: Residual blocks per level on the way down (one more on the way up).
+        attention_levels: One flag per level: True puts (self- or cross-) attention there.
+            ``None`` (default) means attention at the lowest resolution only. The middle
+            block always has attention.
+        attention_head_dim: Channels per attention head; must divide every attended level's
+            channels.
+        norm_num_groups: Group-norm groups; must divide every entry of ``block_out_channels``.
+        dropout: Dropout in the residual blocks.
+        num_classes: Number of classes; 0 disables class conditioning. Label -1 selects
+            the learned null class embedding (row ``num_classes``).
+        text_dim: Width of the per-token text states (diffusers' ``cross_attention_dim``);
+            0 disables text conditioning and uses ``UNet2DModel``.
+        max_text_len: Longest text sequence accepted.
+    """
+
+    image_size: int = 32
+    in_channels: int = 3
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    attention_levels: tuple[bool, ...] | None = None
+    attention_head_dim: int = 32
+    norm_num_groups: int = 32
+    dropout: float = 0.0
+    num_classes: int = 0
+    text_dim: int = 0
+    max_text_len: int = 32
+
+    def __post_init__(self) -> None:
+        # JSON round trips turn tuples into lists.
+        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        levels = len(self.block_out_channels)
+        if self.attention_levels is None:
+            self.attention_levels = (False,) * (levels - 1) + (True,)
+        self.attention_levels = tuple(bool(a) for a in self.attention_levels)
+        if levels < 1 or len(self.attention_levels) != levels:
+            raise GenimageError(
+                f"UNet attention_levels {self.attention_levels} needs one flag per entry of "
+                f"block_out_channels {self.block_out_channels}"
+            )
+        for ch, att in zip(self.block_out_channels, self.attention_levels):
+            if ch % self.norm_num_groups:
+                raise GenimageError(f"UNet channels {ch} not divisible by norm_num_groups={self.norm_num_groups}")
+            if (att or ch == self.block_out_channels[-1]) and ch % self.attention_head_dim:
+                raise GenimageError(f"UNet channels {ch} not divisible by attention_head_dim={self.attention_head_dim}")
+        if self.image_size % 2 ** (levels - 1):
+            raise GenimageError(f"UNet image_size={self.image_size} must be divisible by {2 ** (levels - 1)}")
+        if self.num_classes < 0 or self.text_dim < 0:
+            raise GenimageError("UNet num_classes and text_dim must be >= 0 (0 disables that conditioning)")
+
+
+class UNet(nn.Module):
+    """UNet mapping ``(x, c_noise, cond) -> raw output`` (see ``base.Backbone``).
+
+    Attributes:
+        diffusers_model: The wrapped ``UNet2DModel`` (no text) or ``UNet2DConditionModel``
+            (text), e.g. for diffusers' pipelines. Its timestep input is our ``c_noise``.
+
+    Args:
+        config: A :class:`UNetConfig`.
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        levels = len(cfg.block_out_channels)
+        common = dict(
+            sample_size=cfg.image_size,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.in_channels,
+            block_out_channels=cfg.block_out_channels,
+            layers_per_block=cfg.layers_per_block,
+            norm_num_groups=cfg.norm_num_groups,
+            dropout=cfg.dropout,
+            num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else None,
+            flip_sin_to_cos=True,
+            freq_shift=0,
+        )
+        if cfg.text_dim:
+            from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+            down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
+            up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+            # diffusers' UNet2DConditionModel reads `attention_head_dim` as the number of heads.
+            heads = tuple(max(ch // cfg.attention_head_dim, 1) for ch in cfg.block_out_channels)
+            self.diffusers_model = UNet2DConditionModel(
+                down_block_types=down,
+                up_block_types=up,
+                mid_block_type="UNetMidBlock2DCrossAttn",
+                cross_attention_dim=cfg.text_dim,
+                attention_head_dim=heads,
+                **common,
+            )
+            self.null_text = NullTextToken(cfg.text_dim)
+        else:
+            from diffusers.models.unets.unet_2d import UNet2DModel
+
+            down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
+            up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+            self.diffusers_model = UNet2DModel(
+                down_block_types=down, up_block_types=up, attention_head_dim=cfg.attention_head_dim, **common
+            )
+        make_batch_invariant(self.diffusers_model)  # time-embedding linears see only B rows
+        self._multiple = 2 ** (levels - 1)
+
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Args:
+            x: Noisy input ``(B, C, H, W)``, ``H`` and ``W`` divisible by ``2 ** (levels - 1)``.
+            c_noise: Noise-level conditioning ``(B,)``.
+            cond: Optional dict with ``"label"`` and/or ``"text"``/``"text_mask"``.
+
+        Returns:
+            Raw output ``(B, C, H, W)`` in the dtype of ``x``.
+        """
+        cfg = self.config
+        b = x.shape[0]
+        if x.dim() != 4 or x.shape[1] != cfg.in_channels or x.shape[2] % self._multiple or x.shape[3] % self._multiple:
+            raise GenimageError(
+                f"UNet expects input (B, {cfg.in_channels}, H, W) with H, W divisible by {self._multiple}, "
+                f"got {tuple(x.shape)}"
+            )
+        if c_noise.shape != (b,):
+            raise GenimageError(f"c_noise must have shape ({b},), got {tuple(c_noise.shape)}")
+        idx, text, mask = read_conditioning(
+            cond, b, num_classes=cfg.num_classes, text_dim=cfg.text_dim, max_text_len=cfg.max_text_len, device=x.device
+        )
+        if b == 1:
+            # oneDNN convolutions sum in a different order for a batch of one; run the
+            # sample twice so its result matches any larger batch bit for bit.
+            x, c_noise = x.expand(2, -1, -1, -1), c_noise.expand(2)
+            idx = None if idx is None else idx.expand(2)
+            text = None if text is None else text.expand(2, -1, -1)
+            mask = None if mask is None else mask.expand(2, -1)
+        if text is None:
+            out = self.diffusers_model(x, c_noise, class_labels=idx, return_dict=False)[0]
+        else:
+            text, mask = self.null_text(text, mask)
+            out = self.diffusers_model(
+                x,
+                c_noise,
+                encoder_hidden_states=text,
+                class_labels=idx,
+                encoder_attention_mask=mask,
+                return_dict=False,
+            )[0]
+        return out[:b].to(x.dtype)
+
+
+BACKBONES.register("unet")((UNetConfig, UNet))

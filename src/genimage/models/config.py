@@ -1,0 +1,89 @@
+"""The model config saved as ``config.json`` beside ``model.safetensors``.
+
+One dataclass describes everything needed to rebuild a trained denoiser and to use it:
+backbone and its config, noise path, prediction type, conditioning, image geometry and
+sampling defaults (nanoGPT's ``GPTConfig`` / diffusers' ``save_pretrained`` idea).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genimage.errors import GenimageError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class ModelConfig:
+    """Args:
+        backbone: Backbone registry name (``"dit"`` or ``"unet"``).
+        backbone_config: Keyword arguments of the backbone's config dataclass.
+        objective: Objective it was trained with (``"flow-matching"``, ``"edm"``, ...).
+        path: Noise path name.
+        prediction: Prediction type of the raw output.
+        sigma_data: Data standard deviation for EDM preconditioning.
+        image_size: Side of generated images in pixels.
+        channels: Image channels (1 or 3).
+        num_classes: Number of class labels (0 = not class-conditional).
+        class_names: Names of the classes (``class_names[label]``), if any.
+        text_encoder: Text encoder name or folder (``"minilm"``), or ``None`` if not text-conditional.
+        text_max_length: Token length of text conditioning.
+        sampler: Default sampler name.
+        schedule: Default timestep schedule name.
+        steps: Default number of sampling steps.
+        guidance: Default classifier-free guidance weight.
+        training: Free-form record of how it was trained (steps, data, wall time).
+    """
+
+    backbone: str
+    backbone_config: dict[str, Any]
+    objective: str
+    path: str
+    prediction: str
+    sigma_data: float = 0.5
+    image_size: int = 32
+    channels: int = 3
+    num_classes: int = 0
+    class_names: list[str] | None = None
+    text_encoder: str | None = None
+    text_max_length: int = 32
+    sampler: str = "euler"
+    schedule: str = "uniform"
+    steps: int = 16
+    guidance: float = 1.0
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - known - {"genimage_version", "format"}
+        if extra:
+            raise GenimageError(f"config.json has unknown keys {sorted(extra)}; was it written by a newer genimage?")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, folder: Path) -> None:
+        from genimage import __version__
+        from genimage.utils.weights import write_json_atomic
+
+        write_json_atomic({**self.to_dict(), "genimage_version": __version__, "format": "genimage-model-1"},
+                          Path(folder) / CONFIG_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelConfig":
+        path = Path(folder) / CONFIG_FILE
+        if not path.is_file():
+            raise GenimageError(f"{folder} is not a genimage model folder: {CONFIG_FILE} is missing")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GenimageError(f"{path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,103 @@
+"""Build, save and load denoisers; resolve model names to folders.
+
+A *model folder* holds ``config.json`` and ``model.safetensors`` (the weights used for
+sampling: the EMA weights when training kept an EMA). Bundled models live in
+``genimage/weights/NAME``; a training run folder resolves to its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genimage.errors import GenimageError
+from genimage.models.config import WEIGHTS_FILE, ModelConfig
+from genimage.models.denoiser import Denoiser
+from genimage.paths.base import build_path
+from genimage.utils.weights import load_safetensors, save_safetensors, sha256_file
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def build_denoiser(config: ModelConfig) -> Denoiser:
+    """A freshly initialised denoiser for ``config``."""
+    import genimage.models.backbones  # noqa: F401  (registers backbones)
+    from genimage.models.backbones.base import build_backbone
+
+    network = build_backbone(config.backbone, dict(config.backbone_config))
+    return Denoiser(network, build_path(config.path), config.prediction, config.sigma_data)
+
+
+def resolve_model_folder(name_or_path: str | Path) -> Path:
+    """Turn a bundled model name, a model folder, a checkpoint folder or a run folder into
+    the folder that holds ``config.json`` and ``model.safetensors``."""
+    p = Path(name_or_path)
+    if p.is_dir():
+        if (p / "config.json").is_file():
+            return p
+        from genimage.training.checkpoint import find_latest_checkpoint
+
+        ckpt = find_latest_checkpoint(p / "checkpoints") if (p / "checkpoints").is_dir() else None
+        if ckpt is not None:
+            return ckpt
+        raise GenimageError(f"{p} holds neither a model (config.json) nor training checkpoints")
+    if p.suffix in {".pt", ".pth", ".ckpt", ".bin", ".safetensors"} and p.is_file():
+        raise GenimageError(f"--model takes a model folder (config.json + model.safetensors), not a single file: {p}")
+    bundled = BUNDLED_DIR / str(name_or_path)
+    if "/" not in str(name_or_path) and (bundled / "config.json").is_file():
+        return bundled
+    names = ", ".join(bundled_models()) or "none installed"
+    raise GenimageError(f"model {str(name_or_path)!r} not found: give a model/run folder or a bundled name ({names})")
+
+
+@dataclass
+class LoadedModel:
+    """A denoiser ready to sample, with what provenance records need.
+
+    Attributes:
+        denoiser: The model in eval mode.
+        config: Its :class:`ModelConfig`.
+        name: The name or folder it was loaded from.
+        folder: Resolved folder.
+        weights_sha256: sha256 of ``model.safetensors``.
+    """
+
+    denoiser: Denoiser
+    config: ModelConfig
+    name: str
+    folder: Path
+    weights_sha256: str
+
+
+def load_model(name_or_path: str | Path) -> LoadedModel:
+    """Load a model by bundled name or folder (safetensors only)."""
+    folder = resolve_model_folder(name_or_path)
+    config = ModelConfig.load(folder)
+    denoiser = build_denoiser(config)
+    state = load_safetensors(folder / WEIGHTS_FILE)
+    missing, unexpected = denoiser.network.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise GenimageError(
+            f"{folder / WEIGHTS_FILE} does not match its config.json "
+            f"(missing {len(missing)} tensors, e.g. {missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})"
+        )
+    denoiser.eval().requires_grad_(False)
+    return LoadedModel(denoiser, config, str(name_or_path), folder, sha256_file(folder / WEIGHTS_FILE))
+
+
+def save_model(folder: str | Path, config: ModelConfig, network_state: dict[str, torch.Tensor]) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (each atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors(network_state, folder / WEIGHTS_FILE)
+    config.save(folder)
+    return folder

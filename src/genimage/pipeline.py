@@ -1,0 +1,128 @@
+"""The Python entry point for using a trained model.
+
+Example::
+
+    from genimage.pipeline import Pipeline
+    pipe = Pipeline.from_pretrained("digits")          # bundled name or a model/run folder
+    images = pipe(seeds=[0, 1, 2], labels=[3, 3, 3])   # (3, C, H, W) in [-1, 1]
+    pipe.save(images, pipe.records(seeds=[0, 1, 2], labels=[3, 3, 3]), "out/")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from genimage import __version__
+from genimage.conditioning.conditioner import Conditioner
+from genimage.errors import GenimageError
+from genimage.generation import SamplingOptions, generate
+from genimage.models.io import BUNDLED_DIR, LoadedModel, load_model
+from genimage.provenance.record import GenerationRecord, read_pixels, read_record, save_png, to_uint8_hwc
+
+
+class Pipeline:
+    """A loaded model plus its conditioner and sampling defaults.
+
+    Args:
+        loaded: The model as returned by :func:`genimage.models.io.load_model`.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.conditioner = Conditioner(loaded.config)
+        folder = loaded.folder.resolve()
+        self.model_ref = folder.name if folder.parent == BUNDLED_DIR.resolve() else str(folder)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path) -> "Pipeline":
+        return cls(load_model(name_or_path))
+
+    def options(self, **overrides) -> SamplingOptions:
+        """Sampling options: the model's defaults with ``overrides`` (``None`` values ignored)."""
+        return SamplingOptions.defaults(self.config, **overrides)
+
+    def check_inputs(self, labels, prompts) -> None:
+        if labels is not None and any(lab is not None for lab in labels) and not self.conditioner.uses_labels:
+            raise GenimageError("this model is not class-conditional; drop --label")
+        if prompts is not None and any(prompts) and not self.conditioner.uses_text:
+            raise GenimageError("this model does not take text prompts; drop the prompt")
+
+    def __call__(self, seeds: Sequence[int], labels: Sequence[int | None] | None = None,
+                 prompts: Sequence[str] | None = None, negative: str | None = None,
+                 options: SamplingOptions | None = None, batch_size: int = 64,
+                 callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+        """Generate one image per seed; see :func:`genimage.generation.generate`."""
+        self.check_inputs(labels, prompts)
+        return generate(self.loaded.denoiser, self.config, self.conditioner, seeds=list(seeds), labels=labels,
+                        prompts=prompts, negative=negative, options=options or self.options(),
+                        batch_size=batch_size, callback=callback)
+
+    def records(self, seeds: Sequence[int], labels=None, prompts=None, negative: str | None = None,
+                options: SamplingOptions | None = None) -> list[GenerationRecord]:
+        """The generation record of each image."""
+        o = options or self.options()
+        out = []
+        for i, seed in enumerate(seeds):
+            out.append(GenerationRecord(
+                model=self.model_ref, model_sha256=self.loaded.weights_sha256, objective=self.config.objective,
+                path=self.config.path, sampler=o.sampler, schedule=o.schedule, steps=o.steps,
+                guidance=o.guidance, seed=int(seed), width=self.config.image_size, height=self.config.image_size,
+                bf16=o.bf16, prompt=prompts[i] if prompts is not None else None,
+                negative=negative or None,
+                label=None if labels is None or labels[i] is None else int(labels[i]),
+                sampler_options=o.extra or None, genimage_version=__version__))
+        return out
+
+    @staticmethod
+    def save(images: torch.Tensor, records: Sequence[GenerationRecord], paths: Sequence[str | Path]) -> list[Path]:
+        """Write each image as PNG with its record embedded."""
+        return [save_png(img, p, rec) for img, rec, p in zip(images, records, paths)]
+
+
+@dataclass
+class ReplayResult:
+    """Outcome of :func:`replay`.
+
+    Attributes:
+        match: True when the regenerated pixels equal the file's bit for bit.
+        max_abs_diff: Largest per-pixel difference (0..255).
+        differing_pixels: Number of differing uint8 values.
+        record: The record read from the file.
+        weights_match: Whether the model's weights hash equals the recorded one.
+    """
+
+    match: bool
+    max_abs_diff: int
+    differing_pixels: int
+    record: GenerationRecord
+    weights_match: bool
+
+
+def replay(image_path: str | Path, model: str | Path | None = None) -> ReplayResult:
+    """Regenerate a genimage PNG from its embedded record and compare pixels.
+
+    Args:
+        image_path: A PNG written by genimage.
+        model: Use this model instead of the recorded one (its hash is still compared).
+    """
+    record = read_record(image_path)
+    pipe = Pipeline.from_pretrained(model or record.model)
+    weights_match = pipe.loaded.weights_sha256 == record.model_sha256
+    if pipe.config.image_size != record.width:
+        raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")
+    options = SamplingOptions(sampler=record.sampler, schedule=record.schedule, steps=record.steps,
+                              guidance=record.guidance, bf16=record.bf16, extra=record.sampler_options or {})
+    labels = [record.label] if record.label is not None else None
+    prompts = [record.prompt] if record.prompt is not None else None
+    image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options)[0]
+    new = to_uint8_hwc(image).to(torch.int16)
+    old = read_pixels(image_path).to(torch.int16)
+    if new.shape != old.shape:
+        return ReplayResult(False, 255, int(old.numel()), record, weights_match)
+    diff = (new - old).abs()
+    return ReplayResult(bool(diff.max() == 0), int(diff.max()), int((diff > 0).sum()), record, weights_match)

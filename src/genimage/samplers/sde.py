@@ -1,0 +1,39 @@
+"""Stochastic (ancestral) samplers."""
+
+from __future__ import annotations
+
+import torch
+
+from genimage.models.denoiser import Cond
+from genimage.paths.conversions import PathCoefficients
+from genimage.samplers.noise import randn
+from genimage.samplers.ode import Callback, _report
+
+
+@torch.no_grad()
+def ddpm(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None, generator=None,
+         callback: Callback = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) on arbitrary timesteps:
+    draw ``x_s`` from the Gaussian posterior ``q(x_s | x_t, x0 = x0_hat)`` (Eq. 6–7) with
+    ``alpha_{t|s} = alpha_t / alpha_s`` and ``sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2``:
+    mean ``alpha_{t|s} sigma_s^2 / sigma_t^2 * x_t + alpha_s sigma_{t|s}^2 / sigma_t^2 * x0``,
+    variance ``sigma_{t|s}^2 sigma_s^2 / sigma_t^2``. The last step (to ``t = 0``) returns
+    the mean, ``x0_hat``, with no noise.
+    """
+    path = model.path
+    for i in range(len(timesteps) - 1):
+        t, t_next = timesteps[i], timesteps[i + 1]
+        pred = model(x, t, cond)
+        cur = PathCoefficients.at(path, t, ndim=1)
+        nxt = PathCoefficients.at(path, t_next, ndim=1)
+        a_t, s_t, a_s, s_s = (float(v) for v in (cur.alpha, cur.sigma, nxt.alpha, nxt.sigma))
+        if s_s == 0:
+            x = pred.x0
+        else:
+            a_ts = a_t / a_s
+            var_ts = max(s_t**2 - a_ts**2 * s_s**2, 0.0)
+            mean = (a_ts * s_s**2 / s_t**2) * x.double() + (a_s * var_ts / s_t**2) * pred.x0.double()
+            std = (var_ts * s_s**2 / s_t**2) ** 0.5
+            x = (mean + std * randn(x.shape, generator, dtype=torch.float64)).to(x.dtype)
+        _report(callback, i, t, x, pred, i + 1)
+    return x

@@ -1,0 +1,171 @@
+"""Atomic training checkpoints that resume bit for bit.
+
+Layout of a run folder::
+
+    checkpoints/
+      step-00000100/           one complete checkpoint (also a loadable model folder)
+        config.json            ModelConfig
+        model.safetensors      EMA weights (what sampling uses)
+        network.safetensors    raw training weights
+        optimizer.safetensors  optimizer tensors; optimizer.json holds the rest
+        trainer.safetensors    RNG states (torch, objective generator, numpy)
+        trainer.json           step, data position, python RNG, train config
+      latest                   text file naming the newest complete checkpoint
+
+A checkpoint is written into a hidden temporary folder, every file is fsynced, the folder
+is renamed into place and the parent fsynced; only then is ``latest`` replaced (itself
+atomically) and old checkpoints pruned. A kill at any instant leaves the previous
+checkpoint and a valid ``latest`` (or a newer complete one) on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genimage.errors import GenimageError
+from genimage.utils.weights import fsync_path, load_safetensors, save_safetensors, write_json_atomic
+
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoint folders under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name) and (p / "trainer.json").is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def find_latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint named by ``root/latest``, or the newest complete one if that is missing."""
+    root = Path(root)
+    pointer = root / "latest"
+    if pointer.is_file():
+        cand = root / pointer.read_text().strip()
+        if (cand / "trainer.json").is_file():
+            return cand
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (safetensors) and JSON-able metadata."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for idx, state in sd["state"].items():
+        meta["state"][str(idx)] = {}
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value
+                meta["state"][str(idx)][key] = "tensor"
+            else:
+                meta["state"][str(idx)][key] = value
+    return tensors, meta
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state = {}
+    for idx, entries in meta["state"].items():
+        state[int(idx)] = {k: (tensors[f"{idx}.{k}"] if v == "tensor" else v) for k, v in entries.items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(root: Path, step: int, files: dict[str, dict[str, torch.Tensor]], json_files: dict[str, Any],
+                    keep: int = 2) -> Path:
+    """Write one checkpoint atomically.
+
+    Args:
+        root: The ``checkpoints`` folder.
+        step: Training step (names the folder).
+        files: ``{"model.safetensors": tensors, ...}``.
+        json_files: ``{"trainer.json": obj, "config.json": obj, ...}``; ``trainer.json`` is
+            written last, so its presence marks a complete checkpoint.
+        keep: How many checkpoints to keep (older ones are deleted after ``latest`` moves).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, tensors in files.items():
+        save_safetensors(tensors, tmp / name)
+    ordered = sorted(json_files, key=lambda n: n == "trainer.json")
+    for name in ordered:
+        write_json_atomic(json_files[name], tmp / name)
+    fsync_path(tmp)
+    if final.exists():  # re-saving the same step (e.g. final save after a periodic one)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_path(root)
+    pointer_tmp = root / f".latest.tmp-{os.getpid()}"
+    with open(pointer_tmp, "w") as f:
+        f.write(final.name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(pointer_tmp, root / "latest")
+    fsync_path(root)
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Read every ``*.safetensors`` and ``*.json`` of a checkpoint folder."""
+    folder = Path(folder)
+    if not (folder / "trainer.json").is_file():
+        raise GenimageError(f"{folder} is not a complete genimage checkpoint (trainer.json missing)")
+    tensors = {p.name: load_safetensors(p) for p in sorted(folder.glob("*.safetensors"))}
+    meta = {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    return tensors, meta
+
+
+def rng_state_tensors(objective_generator: torch.Generator) -> dict[str, torch.Tensor]:
+    import numpy as np
+
+    state = {
+        "torch": torch.get_rng_state(),
+        "objective": objective_generator.get_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype("int64")),
+    }
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"cuda{i}"] = s
+    return state
+
+
+def restore_rng_state(tensors: dict[str, torch.Tensor], numpy_meta: dict[str, Any],
+                      objective_generator: torch.Generator) -> None:
+    import numpy as np
+
+    torch.set_rng_state(tensors["torch"])
+    objective_generator.set_state(tensors["objective"])
+    np.random.set_state((numpy_meta["kind"], tensors["numpy"].numpy().astype("uint32"), numpy_meta["pos"],
+                         numpy_meta["has_gauss"], numpy_meta["cached_gaussian"]))
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(tensors) if k.startswith("cuda")]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+
+
+def numpy_rng_meta() -> dict[str, Any]:
+    import numpy as np
+
+    kind, _, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}

@@ -1,0 +1,353 @@
+"""One generic trainer for every denoising objective.
+
+AdamW, gradient clipping, EMA, optional bf16 autocast, periodic sample grids, a progress
+bar with loss and images/s, optional TensorBoard, and atomic checkpoints that resume bit
+for bit on CPU. The loop never branches on the objective: it asks for per-sample losses,
+averages them, and steps. Distribution (torchrun / multi-GPU) goes through accelerate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genimage.conditioning.conditioner import Conditioner
+from genimage.errors import GenimageError
+from genimage.models.config import ModelConfig
+from genimage.models.denoiser import Denoiser
+from genimage.models.io import build_denoiser
+from genimage.objectives import OBJECTIVES
+from genimage.training import checkpoint as ckpt
+from genimage.training.ema import EMA
+
+
+@dataclass
+class TrainConfig:
+    """Args:
+        steps: Total optimizer steps.
+        batch_size: Images per step (per process).
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear learning-rate warm-up length.
+        grad_clip: Max global gradient norm (0 disables clipping).
+        ema_decay: EMA decay of the sampling weights.
+        bf16: Run forward/backward under bfloat16 autocast (fast on CPUs with AMX).
+        seed: Seed of initialisation, data order and objective noise.
+        cond_drop_prob: Probability of dropping conditioning (for classifier-free guidance).
+        log_every: Steps between metrics.jsonl lines / progress-bar updates.
+        sample_every: Steps between sample grids (0 = only at the end).
+        checkpoint_every: Steps between checkpoints (0 = only at the end).
+        keep_checkpoints: Checkpoints kept on disk.
+        num_sample_images: Images in each sample grid.
+        tensorboard: Also write TensorBoard logs (needs the ``tensorboard`` package).
+        progress: Show a progress bar.
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    bf16: bool = False
+    seed: int = 0
+    cond_drop_prob: float = 0.1
+    log_every: int = 10
+    sample_every: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    num_sample_images: int = 16
+    tensorboard: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise GenimageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise GenimageError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise GenimageError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.cond_drop_prob <= 1:
+            raise GenimageError(f"--cond-drop must be in [0, 1], got {self.cond_drop_prob}")
+
+
+# settings that may differ between a run and its resumption without breaking exactness
+_RESUME_FREE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "progress",
+                "tensorboard", "num_sample_images"}
+
+
+class DataOrder:
+    """Deterministic epoch-wise shuffled order; the position ``(epoch, offset)`` is all that
+    must be checkpointed to continue exactly."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self.epoch, self.offset = 0, 0
+        self._perm = self._make_perm()
+
+    def _make_perm(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g)
+
+    def take(self, k: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < k:
+            if self.offset >= self.n:
+                self.epoch, self.offset = self.epoch + 1, 0
+                self._perm = self._make_perm()
+            m = min(k - len(out), self.n - self.offset)
+            out += self._perm[self.offset:self.offset + m].tolist()
+            self.offset += m
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load(self, state: dict[str, int]) -> None:
+        self.epoch, self.offset = state["epoch"], state["offset"]
+        self._perm = self._make_perm()
+
+
+def collate(items: list[dict], conditioner: Conditioner) -> dict[str, Any]:
+    """Stack dataset items into ``{"image": (B, C, H, W), "cond": dict | None}``."""
+    images = torch.stack([it["image"] for it in items])
+    labels = [it.get("label") for it in items] if conditioner.uses_labels else None
+    captions = [it.get("caption", "") for it in items] if conditioner.uses_text else None
+    return {"image": images, "cond": conditioner(labels=labels, captions=captions, batch=len(items))}
+
+
+class Trainer:
+    """Trains ``model_config`` on ``dataset`` into ``out_dir``.
+
+    Args:
+        model_config: What to build (backbone, objective, path, conditioning).
+        train_config: How to train.
+        dataset: Items ``{"image": (C, H, W) in [-1, 1], "label"?, "caption"?}``.
+        out_dir: Run folder (``checkpoints/``, ``samples/``, ``metrics.jsonl``).
+        resume: Continue from the latest checkpoint in ``out_dir``.
+        accelerator: Optional ``accelerate.Accelerator``; one is created if omitted.
+    """
+
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, dataset, out_dir: str | Path,
+                 resume: bool = False, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        train_config.validate()
+        self.mc, self.tc = model_config, train_config
+        self.dataset = dataset
+        if len(dataset) == 0:
+            raise GenimageError("the dataset is empty; nothing to train on")
+        self.out = Path(out_dir)
+        # Precision is handled by our own autocast (below), not accelerate's global state, so
+        # runs with different precisions can share one process.
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.spec = OBJECTIVES.get(model_config.objective)
+        torch.manual_seed(train_config.seed)
+        self.denoiser: Denoiser = build_denoiser(model_config)
+        self.network = self.denoiser.network
+        self.opt = torch.optim.AdamW(self.network.parameters(), lr=train_config.lr,
+                                     weight_decay=train_config.weight_decay, betas=(0.9, 0.999))
+        self.ema = EMA(self.network, train_config.ema_decay)
+        self.objective = self.spec.build(train_config.cond_drop_prob)
+        self.generator = torch.Generator().manual_seed(train_config.seed * 7919 + 1 + self.acc.process_index)
+        self.order = DataOrder(len(dataset), train_config.seed)
+        self.conditioner = Conditioner(model_config)
+        self.step = 0
+        self.wall_time = 0.0
+        self.history: list[float] = []
+        ckpt_root = self.out / "checkpoints"
+        if resume:
+            latest = ckpt.find_latest_checkpoint(ckpt_root)
+            if latest is None:
+                raise GenimageError(f"--resume: no checkpoint found in {ckpt_root}")
+            self._load(latest)
+        elif ckpt.find_latest_checkpoint(ckpt_root) is not None:
+            raise GenimageError(f"{self.out} already holds checkpoints; pass --resume to continue or choose another --out")
+        prepared_net, self.opt = self.acc.prepare(self.network, self.opt)
+        self.train_denoiser = Denoiser(prepared_net, self.denoiser.path, self.denoiser.prediction,
+                                       self.denoiser.sigma_data)
+
+    # ------------------------------------------------------------------ state
+    def _load(self, folder: Path) -> None:
+        tensors, meta = ckpt.load_checkpoint(folder)
+        state = meta["trainer.json"]
+        old = {k: v for k, v in state["train_config"].items() if k not in _RESUME_FREE}
+        new = {k: v for k, v in dataclasses.asdict(self.tc).items() if k not in _RESUME_FREE}
+        if old != new:
+            diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+            raise GenimageError(f"--resume with different training settings {diff}; use the original ones")
+        if meta["config.json"]["backbone_config"] != self.mc.backbone_config:
+            raise GenimageError("--resume with a different model configuration than the checkpoint's")
+        self.network.load_state_dict(tensors["network.safetensors"])
+        self.ema.load_state_dict(tensors["model.safetensors"], state["ema_updates"])
+        ckpt.optimizer_from_tensors(self.opt, tensors["optimizer.safetensors"], meta["optimizer.json"])
+        ckpt.restore_rng_state(tensors["trainer.safetensors"], state["numpy_rng"], self.generator)
+        self.order.load(state["data_position"])
+        self.step = state["step"]
+        self.wall_time = state.get("wall_time_s", 0.0)
+        self.history = list(state.get("loss_history", []))
+        self._truncate_metrics(self.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if path.is_file():
+            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+            path.write_text("".join(ln + "\n" for ln in keep))
+
+    def model_config_snapshot(self) -> ModelConfig:
+        mc = dataclasses.replace(self.mc)
+        mc.training = {**self.mc.training, "steps": self.step, "batch_size": self.tc.batch_size,
+                       "images_seen": self.step * self.tc.batch_size * self.acc.num_processes,
+                       "wall_time_s": round(self.wall_time, 1), "bf16": self.tc.bf16, "seed": self.tc.seed,
+                       "lr": self.tc.lr, "ema_decay": self.tc.ema_decay}
+        return mc
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (main process only)."""
+        self.acc.wait_for_everyone()
+        if not self.acc.is_main_process:
+            return None
+        net = self.acc.unwrap_model(self.network)
+        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(self.opt)
+        state = {
+            "step": self.step,
+            "data_position": self.order.state(),
+            "ema_updates": self.ema.updates,
+            "numpy_rng": ckpt.numpy_rng_meta(),
+            "train_config": dataclasses.asdict(self.tc),
+            "wall_time_s": self.wall_time,
+            "loss_history": self.history,
+        }
+        return ckpt.save_checkpoint(
+            self.out / "checkpoints", self.step,
+            files={"model.safetensors": self.ema.state_dict(), "network.safetensors": net.state_dict(),
+                   "optimizer.safetensors": opt_tensors,
+                   "trainer.safetensors": ckpt.rng_state_tensors(self.generator)},
+            json_files={"config.json": {**self.model_config_snapshot().to_dict(), "format": "genimage-model-1"},
+                        "optimizer.json": opt_meta, "trainer.json": state},
+            keep=self.tc.keep_checkpoints,
+        )
+
+    # ------------------------------------------------------------------ loop
+    def _lr(self, step: int) -> float:
+        if self.tc.warmup_steps <= 0:
+            return self.tc.lr
+        return self.tc.lr * min(1.0, (step + 1) / self.tc.warmup_steps)
+
+    def _next_batch(self) -> dict[str, Any]:
+        world, rank = self.acc.num_processes, self.acc.process_index
+        idx = self.order.take(self.tc.batch_size * world)[rank::world]
+        if hasattr(self.dataset, "set_epoch"):  # random crops/flips drawn per (seed, epoch, index)
+            self.dataset.set_epoch(self.order.epoch)
+        batch = collate([self.dataset[i] for i in idx], self.conditioner)
+        dev = self.acc.device
+        batch["image"] = batch["image"].to(dev)
+        if batch["cond"] is not None:
+            batch["cond"] = {k: v.to(dev) for k, v in batch["cond"].items()}
+        return batch
+
+    def train_step(self) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = self._lr(self.step)
+        batch = self._next_batch()
+        self.network.train()
+        with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=self.tc.bf16):
+            losses = self.objective(self.train_denoiser, batch, self.generator)
+        loss = losses.mean()
+        if not torch.isfinite(loss):
+            raise GenimageError(f"loss became {loss.item()} at step {self.step}; lower --lr or check the data")
+        self.opt.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        if self.tc.grad_clip > 0:
+            self.acc.clip_grad_norm_(self.network.parameters(), self.tc.grad_clip)
+        self.opt.step()
+        self.ema.update(self.acc.unwrap_model(self.network))
+        self.step += 1
+        value = float(loss.detach())
+        self.history.append(value)
+        return value
+
+    def train(self) -> list[float]:
+        """Run until ``train_config.steps``; returns the per-step loss history (all steps)."""
+        from tqdm import tqdm
+
+        tc = self.tc
+        self.out.mkdir(parents=True, exist_ok=True)
+        writer = self._tensorboard() if tc.tensorboard and self.acc.is_main_process else None
+        bar = tqdm(total=tc.steps, initial=self.step, disable=not (tc.progress and self.acc.is_main_process),
+                   desc="train", unit="step", dynamic_ncols=True)
+        window: list[float] = []
+        t_window = time.perf_counter()
+        while self.step < tc.steps:
+            t0 = time.perf_counter()
+            window.append(self.train_step())
+            self.wall_time += time.perf_counter() - t0
+            bar.update(1)
+            if self.step % tc.log_every == 0 or self.step == tc.steps:
+                elapsed = time.perf_counter() - t_window
+                ips = len(window) * tc.batch_size * self.acc.num_processes / max(elapsed, 1e-9)
+                mean_loss = sum(window) / len(window)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
+                self._log({"step": self.step, "loss": mean_loss, "lr": self._lr(self.step - 1),
+                           "images_per_s": ips, "wall_time_s": round(self.wall_time, 2)}, writer)
+                window, t_window = [], time.perf_counter()
+            if tc.sample_every and self.step % tc.sample_every == 0:
+                self.sample_grid()
+            if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
+                self.save()
+        bar.close()
+        self.save()
+        if self.acc.is_main_process:
+            self.sample_grid()
+        if writer is not None:
+            writer.close()
+        self.acc.wait_for_everyone()
+        return self.history
+
+    def _log(self, record: dict[str, Any], writer) -> None:
+        if not self.acc.is_main_process:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    writer.add_scalar(f"train/{k}", v, record["step"])
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:
+            raise GenimageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    def sample_grid(self) -> Path | None:
+        """Sample a grid with the EMA weights (own seeds; training RNG untouched)."""
+        if not self.acc.is_main_process:
+            return None
+        from genimage.data.image_io import save_image_grid
+        from genimage.generation import generate
+
+        net = build_denoiser(self.mc)
+        net.network.load_state_dict(self.ema.state_dict())
+        net.eval()
+        n = self.tc.num_sample_images
+        labels = [i % self.mc.num_classes for i in range(n)] if self.mc.num_classes else None
+        captions = None
+        if self.conditioner.uses_text:
+            captions = [self.dataset[i % len(self.dataset)].get("caption", "") for i in range(n)]
+        images = generate(net, self.mc, self.conditioner, seeds=list(range(n)), labels=labels, prompts=captions,
+                          bf16=self.tc.bf16)
+        path = self.out / "samples" / f"step-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image_grid(images, path)
+        return path
