@@ -175,16 +175,23 @@ class AnalyticDenoiser(nn.Module):
         return Prediction(x0.to(x.dtype), eps.to(x.dtype))
 
 
-def invert_c_noise(path: NoisePath, c_noise: torch.Tensor, iters: int = 80) -> torch.Tensor:
-    """Path time with ``path.c_noise(t) = c_noise`` by bisection on ``[0, t_max]`` (monotone)."""
-    c = c_noise.double()
-    lo = torch.zeros_like(c)
-    hi = torch.full_like(c, float(path.t_max))
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        below = path.c_noise(mid) < c
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (lo + hi) / 2
+_C_NOISE_INVERSES: dict[tuple[str, float], float] = {}
+
+
+def invert_c_noise(path: NoisePath, c_noise: torch.Tensor, iters: int = 60) -> torch.Tensor:
+    """Path time with ``path.c_noise(t) = c_noise`` (monotone in ``t``), by bisection on
+    ``[0, t_max]`` per distinct value, memoized (samplers reuse the same few times)."""
+    out = torch.empty(c_noise.shape, dtype=torch.float64)
+    for value in c_noise.unique().tolist():
+        key = (path.name, value)
+        if key not in _C_NOISE_INVERSES:
+            lo, hi = 0.0, float(path.t_max)
+            for _ in range(iters):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if float(path.c_noise(mid)) < value else (lo, mid)
+            _C_NOISE_INVERSES[key] = (lo + hi) / 2
+        out[c_noise == value] = _C_NOISE_INVERSES[key]
+    return out
 
 
 class OracleBackbone(nn.Module):
@@ -206,3 +213,12 @@ class OracleBackbone(nn.Module):
         x0 = self.data.posterior_mean(self.path, x, t)
         eps = (x - c.alpha * x0) / c.sigma
         return from_x0_eps(self.prediction, x0, eps, c, self.sigma_data).to(x_in.dtype)
+
+
+def ks_statistic(samples: torch.Tensor, cdf) -> float:
+    """Kolmogorov–Smirnov distance between the empirical distribution of ``samples`` and ``cdf``."""
+    x, _ = samples.double().flatten().sort()
+    n = x.numel()
+    f = cdf(x)
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(torch.maximum(i / n - f, f - (i - 1) / n).max())

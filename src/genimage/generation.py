@@ -29,7 +29,8 @@ class SamplingOptions:
         schedule: Timestep schedule (``uniform`` or ``karras``).
         steps: Number of sampler steps.
         guidance: Classifier-free guidance weight (1 = off).
-        bf16: Evaluate the network under bfloat16 autocast.
+        bf16: Evaluate the network under bfloat16 autocast (default: auto, see
+            :mod:`genimage.utils.precision`).
         extra: Extra sampler keyword arguments (e.g. ``{"eta": 0.5}`` for DDIM).
     """
 
@@ -42,8 +43,10 @@ class SamplingOptions:
 
     @classmethod
     def defaults(cls, config: ModelConfig, **overrides) -> "SamplingOptions":
+        from genimage.utils.precision import bf16_is_fast
+
         base = dict(sampler=config.sampler, schedule=config.schedule, steps=config.steps, guidance=config.guidance,
-                    bf16=bool(config.training.get("bf16", False)))
+                    bf16=bf16_is_fast())
         base.update({k: v for k, v in overrides.items() if v is not None})
         opts = cls(**base)
         opts.validate()
@@ -54,7 +57,7 @@ class SamplingOptions:
         from genimage.samplers.timesteps import SCHEDULES
 
         SCHEDULES.get(self.schedule)
-        if not isinstance(self.steps, int) or self.steps < 1:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise GenimageError(f"--steps must be a positive integer, got {self.steps}")
         if not (self.guidance == self.guidance) or self.guidance < 0:
             raise GenimageError(f"--guidance must be a number >= 0, got {self.guidance}")

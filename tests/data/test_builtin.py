@@ -57,7 +57,8 @@ def test_digits_values_labels_and_splits():
     item = evalset[3]
     expected = torch.from_numpy(data.images[1503]).float() / 8 - 1
     assert torch.equal(item["image"][0], expected)
-    assert item["label"] == int(data.target[1503]) and item["caption"] == f"a handwritten digit {item['label']}"
+    assert item["label"] == int(data.target[1503])
+    assert item["caption"] == f"a handwritten digit {item['label']}"
     values = torch.stack([full[i]["image"] for i in range(len(full))])
     assert values.min() == -1.0 and values.max() == 1.0
     assert sorted({full[i]["label"] for i in range(len(full))}) == list(range(10))

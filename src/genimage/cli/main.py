@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from genimage import __version__
-from genimage.cli import data, replay, sample, train
+from genimage.cli import data, evaluate, replay, sample, train
 
 app = typer.Typer(help=f"genimage {__version__}: train generative image models and generate images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -15,9 +15,16 @@ app.command("generate")(sample.generate)
 app.command("replay")(replay.replay)
 app.command("info")(replay.info)
 app.add_typer(data.app, name="data")
+app.add_typer(evaluate.app, name="eval")
 
 
 def main() -> None:
+    import os
+
+    # genimage never downloads at run time; make Hugging Face libraries agree.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     app()
 
 

@@ -17,7 +17,7 @@ ScheduleOpt = Annotated[Optional[str], typer.Option(help="uniform | karras (defa
 StepsOpt = Annotated[Optional[int], typer.Option(help="Sampler steps (default: the model's)")]
 GuidanceOpt = Annotated[Optional[float], typer.Option(help="Classifier-free guidance weight (default: the model's)")]
 EtaOpt = Annotated[Optional[float], typer.Option(help="DDIM eta (0 = deterministic, 1 = DDPM)")]
-PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Network precision (default: the model's)")]
+PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Network precision (default: auto: bf16 only where the hardware makes it fast)")]
 
 
 def _options(pipe, sampler, schedule, steps, guidance, eta, bf16):

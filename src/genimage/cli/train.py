@@ -32,7 +32,7 @@ def train(
     warmup_steps: Annotated[int, typer.Option(help="Learning-rate warm-up steps")] = 100,
     grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip (0 = off)")] = 1.0,
     ema_decay: Annotated[float, typer.Option(help="EMA decay")] = 0.999,
-    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (fast on AMX CPUs)")] = True,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="bfloat16 autocast; default: auto (bf16 only on GPUs and CPUs with AMX/AVX512-BF16)")] = None,
     cond_drop: Annotated[float, typer.Option(help="Conditioning dropout for classifier-free guidance")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for init, data order and noise")] = 0,
     sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = end only)")] = 0,
@@ -40,6 +40,7 @@ def train(
     sampler: Annotated[str, typer.Option(help="Default sampler stored with the model")] = "euler",
     sample_steps: Annotated[int, typer.Option(help="Default sampling steps stored with the model")] = 16,
     guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
+    text_max_length: Annotated[int, typer.Option(help="Text tokens kept per caption (text conditioning)")] = 32,
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
@@ -71,7 +72,7 @@ def train(
     if cond == "text" and not dataset.has_captions:
         raise GenimageError(f"--cond text: {data} has no captions")
     num_classes = dataset.num_classes if cond == "label" else 0
-    text_dim, text_len = (384, 32) if cond == "text" else (0, 32)
+    text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
     bcfg = backbone_config(backbone, preset, image_size=dataset.image_size, channels=dataset.channels,
                            num_classes=num_classes, text_dim=text_dim, max_text_len=text_len,
                            overrides=parse_key_values(set_, "--set"))
@@ -81,6 +82,9 @@ def train(
                      text_encoder="minilm" if cond == "text" else None, text_max_length=text_len,
                      sampler=sampler, schedule="uniform", steps=sample_steps, guidance=guidance,
                      training={"data": data})
+    from genimage.utils.precision import resolve_bf16
+
+    bf16 = resolve_bf16(bf16)
     tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                      grad_clip=grad_clip, ema_decay=ema_decay, bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,

@@ -30,7 +30,9 @@ def null_condition(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def concat_conditions(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Concatenate two conditioning dicts with the same keys along the batch dimension."""
     if set(a) != set(b):
-        raise ValueError(f"conditioning keys differ: {sorted(a)} vs {sorted(b)}")
+        from genimage.errors import GenimageError
+
+        raise GenimageError(f"conditioning keys differ: {sorted(a)} vs {sorted(b)}; build both with the same Conditioner")
     return {k: torch.cat([a[k], b[k]], dim=0) for k in a}
 
 

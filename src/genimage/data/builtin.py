@@ -74,12 +74,14 @@ class DigitsDataset(ImageDataset):
         data = load_digits()
         images = torch.from_numpy(data.images.astype(np.float32)) / 8.0 - 1.0  # (N, 8, 8)
         labels = data.target.astype(np.int64)
-        keep = {"train": slice(0, self.NUM_TRAIN), "eval": slice(self.NUM_TRAIN, None), "all": slice(None)}[split]
+        n_train = self.NUM_TRAIN
+        keep = {"train": slice(0, n_train), "eval": slice(n_train, None), "all": slice(None)}[split]
         self.images, self.labels = images[keep].contiguous(), labels[keep]
         if length is not None:
             if not 1 <= length <= len(self.labels):
                 raise GenimageError(
-                    f"digits split {split!r} has {len(self.labels)} images; pass length in [1, {len(self.labels)}]"
+                    f"digits split {split!r} has {len(self.labels)} images; "
+                    f"pass length in [1, {len(self.labels)}]"
                 )
             self.images, self.labels = self.images[:length], self.labels[:length]
         self.image_size = int(image_size)
@@ -150,7 +152,9 @@ class PhotosDataset(ImageDataset):
     channels = 3
     TRAIN_FRACTION = 0.75
 
-    def __init__(self, image_size: int = 32, split: str = "train", seed: int = 0, length: int = 10_000) -> None:
+    def __init__(
+        self, image_size: int = 32, split: str = "train", seed: int = 0, length: int = 10_000
+    ) -> None:
         check_split(split)
         if image_size < 1 or length < 1 or seed < 0:
             raise GenimageError(
@@ -164,7 +168,9 @@ class PhotosDataset(ImageDataset):
             if min(bottom - top, width) >= image_size:
                 self.regions.append((name, (0, top, width, bottom)))
         if not self.regions:
-            raise GenimageError(f"photos split {split!r} has no photo region of at least {image_size} px; lower image_size")
+            raise GenimageError(
+                f"photos split {split!r} has no photo region of at least {image_size} px; lower image_size"
+            )
         self.image_size, self.split, self.seed, self.length = int(image_size), split, int(seed), int(length)
 
     def __len__(self) -> int:
@@ -175,8 +181,9 @@ class PhotosDataset(ImageDataset):
         index = check_index(index, self.length)
         rng = item_rng(self.seed, index)
         name, (left, top, right, bottom) = self.regions[uniform_int(rng, 0, len(self.regions) - 1)]
-        max_scale = min(right - left, bottom - top) / self.image_size
-        side = min(int(round(self.image_size * math.exp(rng.random() * math.log(max_scale)))), right - left, bottom - top)
+        shorter = min(right - left, bottom - top)
+        scale = math.exp(rng.random() * math.log(shorter / self.image_size))  # log-uniform in [1, max]
+        side = min(int(round(self.image_size * scale)), shorter)
         x0 = uniform_int(rng, left, right - side)
         y0 = uniform_int(rng, top, bottom - side)
         return name, (x0, y0, x0 + side, y0 + side)
@@ -196,7 +203,9 @@ def _digits(image_size: int | None, split: str, seed: int, length: int | None) -
 
 @BUILTIN_DATASETS.register("photos")
 def _photos(image_size: int | None, split: str, seed: int, length: int | None) -> ImageDataset:
-    return PhotosDataset(32 if image_size is None else image_size, split, seed, 10_000 if length is None else length)
+    return PhotosDataset(
+        32 if image_size is None else image_size, split, seed, 10_000 if length is None else length
+    )
 
 
 @BUILTIN_DATASETS.register("shapes")
@@ -254,5 +263,7 @@ def load_builtin(
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         valid = ", ".join(options) if options else "none"
-        raise GenimageError(f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; valid options: {valid}")
+        raise GenimageError(
+            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; valid options: {valid}"
+        )
     return factory(image_size, check_split(split), seed, length, **kwargs)

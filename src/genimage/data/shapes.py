@@ -29,9 +29,10 @@ CoGenT splits), made cheap enough to train and score on a CPU. Its exact spec:
   with PIL and box-filtered down, so every bounding-box coordinate is a multiple of
   ``1 / supersample`` pixel.
 
-Item ``i`` depends only on ``(seed, i)``: its composition is drawn from
-``item_rng(seed, i, 0)`` and its layout and colour jitter from ``item_rng(seed, i, 1)``
-(:func:`genimage.data.types.item_rng`), so any item can be produced alone, and
+Item ``i`` depends only on ``(seed, i)`` (and the split): its composition is drawn from
+``item_rng(seed, i, s)`` and its layout and colour jitter from ``item_rng(seed, i, s + 1)``
+(:func:`genimage.data.types.item_rng`), with ``s`` = 0, 2, 4 for train, eval, all (so the
+splits' layouts are independent), so any item can be produced alone, and
 :func:`sample_captions` returns exactly the captions of items ``0..n-1``.
 """
 
@@ -86,6 +87,8 @@ MIN_SIDE, MAX_SIDE = 0.25, 0.40
 MIN_RELATION_OFFSET = 0.20
 """Minimum centre offset along a relation's axis, as a fraction of the image side."""
 MIN_IMAGE_SIZE = 16
+
+_SPLIT_STREAMS = {"train": 0, "eval": 2, "all": 4}
 
 ALL_PAIRS: tuple[tuple[str, str], ...] = tuple((c, s) for c in PALETTE for s in SHAPES)
 """All 18 colour-shape pairs, colour-major."""
@@ -290,8 +293,9 @@ def _sample_layout(
             break
     else:  # pragma: no cover - acceptance is a few percent or more
         raise RuntimeError("shapes: placement rejection sampling did not converge")
+    jitter = COLOUR_JITTER
     rgb = [
-        tuple(min(255, max(0, v + uniform_int(rng, -COLOUR_JITTER, COLOUR_JITTER))) for v in PALETTE[o.colour])
+        tuple(min(255, max(0, v + uniform_int(rng, -jitter, jitter))) for v in PALETTE[o.colour])
         for o in spec.objects
     ]
     return boxes, rgb  # type: ignore[return-value]
@@ -321,7 +325,7 @@ def render_scene(scene: Scene, supersample: int = 4) -> np.ndarray:
             draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=obj.rgb)
     if supersample > 1:
         canvas = canvas.reduce(supersample)
-    return np.asarray(canvas)
+    return np.array(canvas)
 
 
 def sample_captions(
@@ -350,7 +354,8 @@ def sample_captions(
     prob = _check_prob(two_object_prob)
     if n < 0 or not 0 <= seed < 2**61:
         raise GenimageError(f"need n >= 0 and 0 <= seed < 2**61, got n={n}, seed={seed}")
-    return [_sample_spec(item_rng(seed, i, 0), split, pairs, prob).caption for i in range(n)]
+    stream = _SPLIT_STREAMS[split]
+    return [_sample_spec(item_rng(seed, i, stream), split, pairs, prob).caption for i in range(n)]
 
 
 class ShapesDataset(ImageDataset):
@@ -406,8 +411,10 @@ class ShapesDataset(ImageDataset):
     def scene(self, index: int) -> Scene:
         """The structural description of item ``index`` (objects, boxes, colours, relation)."""
         index = check_index(index, self.length)
-        spec = _sample_spec(item_rng(self.seed, index, 0), self.split, self.held_out, self.two_object_prob)
-        boxes, rgb = _sample_layout(item_rng(self.seed, index, 1), spec, self.image_size, self.supersample)
+        stream = _SPLIT_STREAMS[self.split]
+        spec_rng, layout_rng = item_rng(self.seed, index, stream), item_rng(self.seed, index, stream + 1)
+        spec = _sample_spec(spec_rng, self.split, self.held_out, self.two_object_prob)
+        boxes, rgb = _sample_layout(layout_rng, spec, self.image_size, self.supersample)
         s = self.supersample
         objects = tuple(
             SceneObject(o.colour, o.shape, tuple(v / s for v in box), c)  # type: ignore[arg-type]

@@ -97,7 +97,9 @@ def item_rng(seed: int, index: int, stream: int = 0) -> random.Random:
     sequence for an integer seed across versions, so items do not change with upgrades.
     """
     if not (0 <= seed < 2**61 and 0 <= index < 2**64 and 0 <= stream < 8):
-        raise GenimageError(f"need 0 <= seed < 2**61, 0 <= index < 2**64, got seed={seed}, index={index}")
+        raise GenimageError(
+            f"need 0 <= seed < 2**61, 0 <= index < 2**64 and 0 <= stream < 8; got {seed}, {index}, {stream}"
+        )
     return random.Random(((seed * 8 + stream) << 64) | index)
 
 
@@ -124,4 +126,4 @@ def image_to_uint8(image: torch.Tensor) -> np.ndarray:
     if image.ndim != 3:
         raise GenimageError(f"expected an image tensor (C, H, W), got shape {tuple(image.shape)}")
     array = ((image.detach().float().cpu() + 1.0) * 127.5).round_().clamp_(0, 255)
-    return array.to(torch.uint8).permute(1, 2, 0).numpy()
+    return array.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

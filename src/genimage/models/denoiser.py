@@ -74,6 +74,12 @@ class Denoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, t: float | torch.Tensor, cond: Cond = None) -> Prediction:
         t = per_sample_time(t, x.shape[0])
+        if self.prediction in ("eps", "edm") and bool((self.path.alpha(t) == 0).any()):
+            from genimage.errors import GenimageError
+
+            raise GenimageError(
+                f"a {self.prediction!r}-prediction model cannot denoise where alpha = 0 (pure noise on the "
+                f"{self.path.name!r} path at t = 1); use --schedule karras or a path with alpha > 0")
         raw = self.raw(x, t, cond).to(x.dtype)
         x0, eps = to_x0_eps(self.prediction, raw, x, self.coefficients(t, x.ndim), self.sigma_data)
         return Prediction(x0, eps)

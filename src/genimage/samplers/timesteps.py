@@ -6,6 +6,8 @@ first ``n`` and ends at ``t_n = 0`` (the clean image).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from genimage.errors import GenimageError
@@ -15,9 +17,10 @@ from genimage.registry import Registry
 SCHEDULES: Registry = Registry("timestep schedule")
 
 
-def _check_steps(steps: int) -> None:
-    if not isinstance(steps, int) or steps < 1:
+def _check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise GenimageError(f"steps must be a positive integer, got {steps!r}")
+    return int(steps)
 
 
 def _append_zero(t: torch.Tensor) -> torch.Tensor:
@@ -27,7 +30,7 @@ def _append_zero(t: torch.Tensor) -> torch.Tensor:
 @SCHEDULES.register("uniform")
 def uniform(path: NoisePath, steps: int) -> torch.Tensor:
     """Equally spaced times from ``t_max`` to ``t_min`` (DDIM's "uniform" spacing), then 0."""
-    _check_steps(steps)
+    steps = _check_steps(steps)
     if path.t_min == 0.0:
         return torch.linspace(path.t_max, 0.0, steps + 1, dtype=torch.float64)
     if steps == 1:
@@ -44,7 +47,7 @@ def karras(path: NoisePath, steps: int, rho: float = 7.0, sigma_min: float | Non
     so it applies to every path. ``sigma_min``/``sigma_max`` default to the path's range
     (``sigma_max`` capped at ``path.sigma_hat_max_schedule``).
     """
-    _check_steps(steps)
+    steps = _check_steps(steps)
     t_lo = max(path.t_min, 1e-3 if path.t_min == 0.0 else path.t_min)
     s_min = float(path.sigma_hat(torch.tensor(t_lo))) if sigma_min is None else sigma_min
     s_max = min(float(path.sigma_hat(torch.tensor(path.t_max))), path.sigma_hat_max_schedule)
