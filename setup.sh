@@ -4,16 +4,7 @@
 #   bash setup.sh                 # -> out/demo.png and out/prompts/0000.png ...
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-. .venv/bin/activate
-if ! python -c "import torch" 2>/dev/null; then
-  # A CPU build from the local wheel cache first, so nothing pulls a multi-GB CUDA build.
-  python -m pip install -q "torch==2.13.0"
-fi
-python -m pip install -q -e ".[dev]"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+. scripts/bootstrap.sh
 mkdir -p out
 genimage generate "a red circle to the left of a blue square" -o out/demo.png --seed 0
 printf 'a green triangle above a yellow circle\nan orange square\na purple triangle below a blue circle\n' > out/prompts.txt

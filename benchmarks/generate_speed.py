@@ -1,0 +1,54 @@
+"""Generation speed of a model at its default steps and guidance (model loading excluded).
+
+    python benchmarks/generate_speed.py [--model shapes] [--batch 64] [--repeats 5]
+
+Prints images/s as the median over repeats of generating one batch of prompts (shapes
+captions for text models, cycling labels for class models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="shapes")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from genimage.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.model)
+    opts = pipe.options()
+    seeds = list(range(args.batch))
+    prompts = labels = None
+    if pipe.conditioner.uses_text:
+        from genimage.data.shapes import sample_captions
+
+        prompts = sample_captions(args.batch, seed=0)
+        pipe.conditioner.text_encoder.encode(prompts)  # encoder load and first encode are not generation
+    elif pipe.conditioner.uses_labels:
+        labels = [i % pipe.config.num_classes for i in seeds]
+    pipe(seeds[:2], labels=labels[:2] if labels else None, prompts=prompts[:2] if prompts else None, options=opts)
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        pipe(seeds, labels=labels, prompts=prompts, options=opts, batch_size=args.batch)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    nfe = opts.steps * (2 if opts.sampler == "heun" else 1)
+    print(f"model {args.model}: {opts.sampler} {opts.steps} steps, guidance {opts.guidance}, bf16 {opts.bf16}, "
+          f"batch {args.batch}, {args.threads} threads")
+    print(f"{args.batch / med:.1f} images/s (median of {args.repeats}; {nfe} network evaluations per image"
+          f"{', x2 batch for guidance' if opts.guidance != 1 else ''})")
+
+
+if __name__ == "__main__":
+    main()
