@@ -17,6 +17,7 @@ batch-invariance measures in the backbones cost.
 Usage::
 
     python benchmarks/backbone_speed.py [--threads 2] [--batch 64] [--repeats 3] [--bf16 auto|on|off]
+        [--models dit/2,dit/4,unet]
 """
 
 from __future__ import annotations
@@ -120,6 +121,21 @@ def bench_model(key: str, dtypes: list[str], batch: int, repeats: int) -> list[d
     return rows
 
 
+def bf16_spot_check(keys: list[str], batch: int = 4) -> list[tuple[str, float, float]]:
+    """One small-batch inference in fp32 and bf16 per model: how much slower bf16 is on this CPU."""
+    out = []
+    for key in keys:
+        name, cfg = CONFIGS[key]
+        model = build_backbone(name, cfg).eval()
+        x, c_noise, cond = make_batch(batch)
+        secs = []
+        for bf16 in (False, True):
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                secs.append(timed(lambda: model(x, c_noise, cond), 1)[1])
+        out.append((f"{key}, batch {batch} eval", secs[0], secs[1]))
+    return out
+
+
 def invariance_costs(repeats: int) -> list[tuple[str, float, float]]:
     """Time of the batch-invariance measures vs the same computation without them."""
     import genimage.nn.attention as attn_mod
@@ -163,7 +179,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", default=",".join(CONFIGS), help=f"comma list of {list(CONFIGS)}")
+    parser.add_argument("--models", default="dit/4,unet",
+                        help=f"comma list of {list(CONFIGS)}; dit/2 adds ~2.5 min at 2 threads")
     parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                         help="auto: only if bf16 matmul is at least as fast as fp32 here")
     args = parser.parse_args()
@@ -180,7 +197,8 @@ def main() -> None:
     if args.bf16 == "on" or (args.bf16 == "auto" and peak["bf16"] >= peak["fp32"]):
         dtypes.append("bf16")
     else:
-        print("# bf16 skipped: bf16 matmul is slower than fp32 on this CPU (no AMX/AVX512-BF16); use --bf16 on to force")
+        print("# bf16 skipped at full batch: bf16 matmul is slower than fp32 on this CPU (no AMX/AVX512-BF16); "
+              "see the spot check below, or force with --bf16 on")
     rows = []
     for key in args.models.split(","):
         rows += bench_model(key, dtypes, args.batch, args.repeats)
@@ -191,6 +209,12 @@ def main() -> None:
         print(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['dtype']} | {r['mode']} | {r['img_s']:.1f} | "
               f"{r['sec']:.2f} | {r['gflop']:.0f} | {r['gflops']:.1f} | {100 * r['gflops'] / peak[r['dtype']]:.0f}% | "
               f"{100 * r['gflops'] / NOMINAL_PEAK[r['dtype']]:.0f}% |")
+    if "bf16" not in dtypes:
+        print()
+        print("| bf16 spot check | fp32 (s) | bf16 autocast (s) | bf16 / fp32 |")
+        print("|---|---|---|---|")
+        for label, fp32_s, bf16_s in bf16_spot_check(args.models.split(",")):
+            print(f"| {label} | {fp32_s:.3f} | {bf16_s:.3f} | {bf16_s / fp32_s:.1f}x |")
     print()
     print("| batch-invariance measure | with (s) | without (s) | overhead |")
     print("|---|---|---|---|")

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from genimage.errors import GenimageError
+
 
 def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal features of real numbers.
@@ -134,8 +136,6 @@ def class_index(label: torch.Tensor, num_classes: int) -> torch.Tensor:
     Returns:
         LongTensor ``(B,)`` in ``[0, num_classes]``.
     """
-    from genimage.errors import GenimageError
-
     if label.dtype.is_floating_point or label.dim() != 1:
         raise GenimageError(f"cond['label'] must be an integer tensor (B,), got {label.dtype} {tuple(label.shape)}")
     if label.numel() and (int(label.min()) < -1 or int(label.max()) >= num_classes):
@@ -204,8 +204,6 @@ def read_conditioning(
         (None if ``num_classes == 0``); text ``(B, L, D_text)`` and a bool mask ``(B, L)``
         (both None if ``text_dim == 0``; missing text becomes one all-False column).
     """
-    from genimage.errors import GenimageError
-
     cond = cond or {}
     unknown = set(cond) - {"label", "text", "text_mask"}
     if unknown:

@@ -1,8 +1,8 @@
 """DiT: a diffusion transformer backbone with adaLN-Zero conditioning.
 
 Implements the DiT block of Peebles & Xie (2023), "Scalable Diffusion Models with
-Transformers", Sec. 3.2: patchify with a ``p x p`` conv, fixed 2D sin-cos position
-embedding, transformer blocks whose LayerNorms are modulated by a conditioning vector
+Transformers", Sec. 3.2: patchify (a stride-``p`` ``p x p`` conv, computed as a linear
+map of flattened patches), fixed 2D sin-cos position embedding, transformer blocks whose LayerNorms are modulated by a conditioning vector
 ``c`` (scale ``gamma``, shift ``beta``) and whose residual branches are scaled by a gate
 ``alpha``, all regressed from ``c`` by a zero-initialised linear layer ("adaLN-Zero"),
 and a zero-initialised final layer so the network starts as the zero function.
@@ -10,7 +10,12 @@ and a zero-initialised final layer so the network starts as the zero function.
 ``c`` = noise-level embedding + class embedding (+ pooled text). Text conditioning
 follows the joint-attention idea of SD3's MMDiT (Esser et al. 2024, Sec. 3.1) with one
 shared set of weights: projected text tokens are appended to the image tokens and the
-whole sequence goes through every block; the text key mask keeps padding out.
+whole sequence goes through every block; the text key mask keeps padding out. Text
+tokens carry a learned position embedding (which also marks them as text), and the mean
+of the projected real text tokens is added to ``c``.
+
+fp32 outputs are batch invariant on CPU: sample i gives the same bits alone or in any
+batch (see ``genimage.nn.embeddings.BatchInvariantLinear`` and ``genimage.nn.attention``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class DiTConfig:
         image_size: Input height and width in pixels (square inputs only).
         in_channels: Input channels ``C``; the output has the same number.
         patch_size: Side ``p`` of a patch; ``image_size`` must be divisible by it.
-            ``(image_size / p) ** 2`` image tokens.
+            ``(image_size / p) ** 2`` image tokens. The default 4 gives 64 tokens at 32 px,
+            ~3.8x cheaper than p=2 (see benchmarks/backbone_speed.py).
         hidden: Token width.
         depth: Number of transformer blocks.
         heads: Attention heads; must divide ``hidden``.
@@ -49,13 +55,13 @@ class DiTConfig:
             selects a learned null class embedding.
         text_dim: Width of the per-token text states; 0 disables text conditioning.
         max_text_len: Longest text sequence accepted (size of the text position table).
-        learn_sigma: Must stay False (output channels = input channels); kept for config
-            compatibility with DiT checkpoints' naming.
+        learn_sigma: Must stay False: the output always has ``in_channels`` channels
+            (DiT's extra learned-variance channels are not supported).
     """
 
     image_size: int = 32
     in_channels: int = 3
-    patch_size: int = 2
+    patch_size: int = 4
     hidden: int = 256
     depth: int = 6
     heads: int = 4

@@ -10,6 +10,11 @@ Sec. 3.3). The backbone's ``c_noise`` is fed as diffusers' ``timestep``, the lab
 
 diffusers is imported when a :class:`UNet` is built, not when this module is imported
 (importing diffusers' UNets takes ~6 s on the target CPU).
+
+fp32 outputs are batch invariant on one machine and thread count: every ``nn.Linear`` of
+the diffusers model becomes a ``BatchInvariantLinear`` and a batch of one is run as a batch
+of two (oneDNN convolutions sum in another order for a single image; this costs ~1.7x at
+batch 1 only). Results may differ in the last bits between thread counts.
 """
 
 from __future__ import annotations
@@ -89,7 +94,8 @@ class UNet(nn.Module):
 
     Attributes:
         diffusers_model: The wrapped ``UNet2DModel`` (no text) or ``UNet2DConditionModel``
-            (text), e.g. for diffusers' pipelines. Its timestep input is our ``c_noise``.
+            (text), e.g. for diffusers' pipelines. Its timestep input is our ``c_noise``;
+            with text it needs the null-token substitution of ``self.null_text`` first.
 
     Args:
         config: A :class:`UNetConfig`.
