@@ -61,9 +61,14 @@ def main() -> None:
 
     print(f"UNet2DModel {n_params / 1e6:.2f}M params, 32x32x3, batch {args.batch}, {args.steps} DDIM steps, "
           f"{args.threads} threads, median of {args.repeats}\n")
+    from genimage.utils.precision import bf16_is_fast
+
+    precisions = (False, True) if bf16_is_fast() else (False,)
+    if not bf16_is_fast():
+        print("(bf16 skipped: this CPU has no AMX/AVX512-BF16, where bf16 autocast is many times slower)\n")
     print("| precision | genimage DDIM (s) | diffusers DDIMPipeline (s) | genimage / diffusers | genimage images/s |")
     print("|---|---|---|---|---|")
-    for bf16 in (False, True):
+    for bf16 in precisions:
         run_genimage(bf16), run_diffusers(bf16)  # warm-up
         g, d = [], []
         for _ in range(args.repeats):
