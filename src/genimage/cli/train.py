@@ -102,10 +102,18 @@ def train(
         typer.echo(f"skipped {len(dataset.bad_files)} bad files (listed in {out / 'bad_files.tsv'})", err=True)
     typer.echo(f"parameters: {sum(p.numel() for p in trainer.network.parameters()):,}; "
                f"starting at step {trainer.step} of {steps}")
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM (kill, job schedulers) ends the run like Ctrl-C: checkpoint first
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         trainer.train()
     except KeyboardInterrupt:
         folder = trainer.save()
         typer.echo(f"\ninterrupted at step {trainer.step}; checkpoint saved to {folder}; continue with --resume", err=True)
         raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     typer.echo(f"done: {trainer.step} steps in {trainer.wall_time:.0f}s; model: {out} (use --model {out})")
