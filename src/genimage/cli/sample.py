@@ -79,6 +79,8 @@ def sample(
 def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size) -> None:
     import time
 
+    if pipe.conditioner.uses_text:
+        pipe.conditioner.text_encoder  # load the encoder before timing generation
     bar, cb = _progress(opts.steps, -(-len(seeds) // batch_size))
     t0 = time.perf_counter()
     images = pipe(seeds, labels=labels, prompts=prompts, negative=negative, options=opts, batch_size=batch_size,
