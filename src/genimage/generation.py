@@ -7,6 +7,7 @@ and every later random draw), on its label/prompt and on the sampling settings.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -88,7 +89,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     """
     options = options or SamplingOptions.defaults(config)
     if bf16 is not None:
-        options = SamplingOptions(**{**options.__dict__, "bf16": bf16})
+        options = dataclasses.replace(options, bf16=bf16)
     n = len(seeds)
     if labels is not None and len(labels) != n:
         raise GenimageError(f"got {len(labels)} labels for {n} seeds")

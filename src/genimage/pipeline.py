@@ -21,7 +21,7 @@ from genimage.conditioning.conditioner import Conditioner
 from genimage.errors import GenimageError
 from genimage.generation import SamplingOptions, generate
 from genimage.models.io import BUNDLED_DIR, LoadedModel, load_model
-from genimage.provenance.record import GenerationRecord, read_pixels, read_record, save_png, to_uint8_hwc
+from genimage.provenance.record import GenerationRecord, png_pixels, read_pixels, read_record, save_png
 
 
 class Pipeline:
@@ -120,7 +120,7 @@ def replay(image_path: str | Path, model: str | Path | None = None) -> ReplayRes
     labels = [record.label] if record.label is not None else None
     prompts = [record.prompt] if record.prompt is not None else None
     image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options)[0]
-    new = to_uint8_hwc(image).to(torch.int16)
+    new = png_pixels(image).to(torch.int16)
     old = read_pixels(image_path).to(torch.int16)
     if new.shape != old.shape:
         return ReplayResult(False, 255, int(old.numel()), record, weights_match)

@@ -32,7 +32,6 @@ import hashlib
 import io
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from genimage.utils.atomic import atomic_path
 from genimage.data.types import image_from_uint8, image_to_uint8
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -334,14 +334,7 @@ def save_image_grid(
     """
     pil = tensor_to_pil(make_grid(images, nrow=nrow, padding=padding))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format=fmt)
     return path

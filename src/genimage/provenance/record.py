@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from PIL import Image, PngImagePlugin
 
+from genimage.data.image_io import tensor_to_pil
 from genimage.errors import GenimageError
+from genimage.utils.atomic import atomic_path
 
 PNG_KEY = "genimage"
 
@@ -73,28 +75,15 @@ class GenerationRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def to_uint8_hwc(image: torch.Tensor) -> torch.Tensor:
-    """``(C, H, W)`` in [-1, 1] -> uint8 ``(H, W, C)`` with round-half-to-even of ``(x + 1) * 127.5``."""
-    x = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return x.permute(1, 2, 0).contiguous()
-
-
-def image_to_pil(image: torch.Tensor) -> Image.Image:
-    arr = to_uint8_hwc(image).numpy()
-    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
-
-
 def save_png(image: torch.Tensor, path: str | Path, record: GenerationRecord) -> Path:
     """Save ``image`` ``(C, H, W)`` in [-1, 1] as PNG with ``record`` embedded."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise GenimageError(f"output must be a .png file (the generation record lives in a PNG chunk), got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     info.add_itxt(PNG_KEY, record.to_json())
-    tmp = path.with_name(f".{path.name}.tmp")
-    image_to_pil(image).save(tmp, format="PNG", pnginfo=info)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tensor_to_pil(image).save(tmp, format="PNG", pnginfo=info)
     return path
 
 
@@ -116,12 +105,20 @@ def read_record(path: str | Path) -> GenerationRecord:
         raise GenimageError(f"{path}: generation record is damaged: {exc}") from None
 
 
-def read_pixels(path: str | Path) -> torch.Tensor:
-    """uint8 ``(H, W, C)`` pixels of a PNG."""
+def pil_pixels(image: Image.Image) -> torch.Tensor:
+    """uint8 ``(H, W, C)`` pixels of a PIL image."""
     import numpy as np
 
+    arr = np.array(image)
+    return torch.from_numpy(arr[..., None] if arr.ndim == 2 else arr)
+
+
+def read_pixels(path: str | Path) -> torch.Tensor:
+    """uint8 ``(H, W, C)`` pixels of a PNG."""
     with Image.open(path) as im:
-        arr = np.array(im)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    return torch.from_numpy(arr)
+        return pil_pixels(im)
+
+
+def png_pixels(image: torch.Tensor) -> torch.Tensor:
+    """The uint8 ``(H, W, C)`` pixels :func:`save_png` writes for ``image`` ``(C, H, W)``."""
+    return pil_pixels(tensor_to_pil(image))

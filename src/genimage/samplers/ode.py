@@ -11,12 +11,14 @@ linear path, the rectified-flow velocity; for EDM's path, Karras et al. 2022, Eq
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
 from genimage.models.denoiser import Cond
 from genimage.paths.conversions import PathCoefficients
+from genimage.samplers.noise import randn
 
 Callback = Callable[[dict], None] | None
 
@@ -35,9 +37,23 @@ def _report(callback: Callback, i: int, t, x, pred, nfe: int) -> None:
         callback({"i": i, "t": float(t), "x": x, "x0": pred.x0, "nfe": nfe})
 
 
-def _velocity(path, t, pred) -> tuple[float, float]:
+def _velocity(path, t) -> tuple[float, float]:
+    """``(alpha'(t), sigma'(t))``."""
     c = _coef(path, t)
     return float(c.d_alpha), float(c.d_sigma)
+
+
+def _step_coefficients(path, t, t_next) -> tuple[float, float, float, float]:
+    """``(alpha_t, sigma_t, alpha_s, sigma_s)`` for a step from ``t`` to ``s = t_next``."""
+    cur, nxt = _coef(path, t), _coef(path, t_next)
+    return float(cur.alpha), float(cur.sigma), float(nxt.alpha), float(nxt.sigma)
+
+
+def _transition(a_t: float, s_t: float, a_s: float, s_s: float) -> tuple[float, float]:
+    """``(alpha_{t|s}, sigma_{t|s}^2)`` of ``q(x_t | x_s)``: ``alpha_t / alpha_s`` and
+    ``sigma_t^2 - alpha_{t|s}^2 sigma_s^2`` (Kingma et al. 2021, Eq. 4)."""
+    a_ts = a_t / a_s
+    return a_ts, max(s_t**2 - a_ts**2 * s_s**2, 0.0)
 
 
 @torch.no_grad()
@@ -54,7 +70,7 @@ def euler(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None,
         if t_next == 0:
             x = pred.x0
         else:
-            da, ds = _velocity(path, t, pred)
+            da, ds = _velocity(path, t)
             dt = float(t_next - t)
             x = (x.double() + dt * (da * pred.x0.double() + ds * pred.eps.double())).to(x.dtype)
         _report(callback, i, t, x, pred, i + 1)
@@ -79,12 +95,12 @@ def heun(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None, 
             x = pred.x0
         else:
             dt = float(t_next - t)
-            da, ds = _velocity(path, t, pred)
+            da, ds = _velocity(path, t)
             d = da * pred.x0.double() + ds * pred.eps.double()
             x_euler = (x.double() + dt * d).to(x.dtype)
             pred2 = model(x_euler, t_next, cond)
             nfe += 1
-            da2, ds2 = _velocity(path, t_next, pred2)
+            da2, ds2 = _velocity(path, t_next)
             d2 = da2 * pred2.x0.double() + ds2 * pred2.eps.double()
             x = (x.double() + dt * 0.5 * (d + d2)).to(x.dtype)
         _report(callback, i, t, x, pred, nfe)
@@ -100,19 +116,15 @@ def ddim(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None, 
     Euler's method in the coordinates ``x / alpha``, ``sigma / alpha``); ``eta = 1`` is the
     DDPM ancestral sampler.
     """
-    from genimage.samplers.noise import randn
-
     path = model.path
     for i in range(len(timesteps) - 1):
         t, t_next = timesteps[i], timesteps[i + 1]
         pred = model(x, t, cond)
-        cur, nxt = _coef(path, t), _coef(path, t_next)
-        a_t, s_t, a_s, s_s = (float(v) for v in (cur.alpha, cur.sigma, nxt.alpha, nxt.sigma))
+        a_t, s_t, a_s, s_s = _step_coefficients(path, t, t_next)
         c = 0.0
         if eta > 0 and s_s > 0:
             # posterior variance of q(x_s | x_t, x0): sigma_{t|s}^2 sigma_s^2 / sigma_t^2
-            a_ts = a_t / a_s
-            var_ts = max(s_t**2 - a_ts**2 * s_s**2, 0.0)
+            _, var_ts = _transition(a_t, s_t, a_s, s_s)
             c = eta * (var_ts * s_s**2 / s_t**2) ** 0.5
         x = _mix(a_s, pred.x0, max(s_s**2 - c**2, 0.0) ** 0.5, pred.eps)
         if c > 0:
@@ -137,14 +149,11 @@ def dpmpp_2m(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = No
     for i in range(len(timesteps) - 1):
         t, t_next = timesteps[i], timesteps[i + 1]
         pred = model(x, t, cond)
-        cur, nxt = _coef(path, t), _coef(path, t_next)
-        a_t, s_t, a_s, s_s = (float(v) for v in (cur.alpha, cur.sigma, nxt.alpha, nxt.sigma))
+        a_t, s_t, a_s, s_s = _step_coefficients(path, t, t_next)
         # e^{-h} = (alpha_t sigma_s) / (sigma_t alpha_s)
         exp_neg_h = (a_t * s_s) / (s_t * a_s) if a_s > 0 else 0.0
         h = None
         if a_t > 0 and s_s > 0 and a_s > 0:
-            import math
-
             h = math.log(a_s / s_s) - math.log(a_t / s_t)
         if x0_prev is None or h is None or h_prev is None:
             d = pred.x0

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from genimage.models.denoiser import Cond
-from genimage.paths.conversions import PathCoefficients
 from genimage.samplers.noise import randn
-from genimage.samplers.ode import Callback, _report
+from genimage.samplers.ode import Callback, _report, _step_coefficients, _transition
 
 
 @torch.no_grad()
@@ -24,14 +23,11 @@ def ddpm(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None, 
     for i in range(len(timesteps) - 1):
         t, t_next = timesteps[i], timesteps[i + 1]
         pred = model(x, t, cond)
-        cur = PathCoefficients.at(path, t, ndim=1)
-        nxt = PathCoefficients.at(path, t_next, ndim=1)
-        a_t, s_t, a_s, s_s = (float(v) for v in (cur.alpha, cur.sigma, nxt.alpha, nxt.sigma))
+        a_t, s_t, a_s, s_s = _step_coefficients(path, t, t_next)
         if s_s == 0:
             x = pred.x0
         else:
-            a_ts = a_t / a_s
-            var_ts = max(s_t**2 - a_ts**2 * s_s**2, 0.0)
+            a_ts, var_ts = _transition(a_t, s_t, a_s, s_s)
             mean = (a_ts * s_s**2 / s_t**2) * x.double() + (a_s * var_ts / s_t**2) * pred.x0.double()
             std = (var_ts * s_s**2 / s_t**2) ** 0.5
             x = (mean + std * randn(x.shape, generator, dtype=torch.float64)).to(x.dtype)

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from genimage.errors import GenimageError
-from genimage.utils.weights import fsync_path, load_safetensors, save_safetensors, write_json_atomic
+from genimage.utils.atomic import atomic_write_text, fsync_path
+from genimage.utils.weights import load_safetensors, save_safetensors, write_json_atomic
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
@@ -111,13 +112,7 @@ def save_checkpoint(root: Path, step: int, files: dict[str, dict[str, torch.Tens
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_path(root)
-    pointer_tmp = root / f".latest.tmp-{os.getpid()}"
-    with open(pointer_tmp, "w") as f:
-        f.write(final.name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(pointer_tmp, root / "latest")
-    fsync_path(root)
+    atomic_write_text(root / "latest", final.name + "\n")
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         if old != final:
             shutil.rmtree(old, ignore_errors=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from genimage.errors import GenimageError
+from genimage.utils.atomic import atomic_path, atomic_write_text
 
 _PICKLE_HINT = (
     "genimage loads weights only from .safetensors files because unpickling can run arbitrary code; "
-    "convert it yourself in a trusted session: safetensors.torch.save_file(torch.load(path), 'model.safetensors')"
+    "convert it yourself in a trusted session: safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')"
 )
 
 
@@ -54,36 +54,15 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise GenimageError(f"could not read {path} as safetensors: {exc}") from None
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    fsync_path(tmp)
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def write_json_atomic(obj, path: str | Path) -> None:
     """Write JSON atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
