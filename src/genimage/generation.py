@@ -65,10 +65,11 @@ class SamplingOptions:
 
 
 @torch.no_grad()
-def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, *, seeds: Sequence[int],
+def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, *, seeds: Sequence[int] | None = None,
              labels: Sequence[int | None] | None = None, prompts: Sequence[str] | None = None,
              negative: str | None = None, options: SamplingOptions | None = None, bf16: bool | None = None,
-             batch_size: int = 64, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+             batch_size: int = 64, callback: Callable[[dict], None] | None = None,
+             generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
     """Generate one image per seed.
 
     Args:
@@ -76,6 +77,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         config: Its config (image geometry, defaults).
         conditioner: Builds conditioning from labels/prompts.
         seeds: One seed per image.
+        generators: Instead of ``seeds``, one ``torch.Generator`` per image (used as is).
         labels: One class label per image (class-conditional models).
         prompts: One prompt per image (text-conditional models).
         negative: Negative prompt used in place of the empty prompt for guidance.
@@ -90,7 +92,10 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     options = options or SamplingOptions.defaults(config)
     if bf16 is not None:
         options = dataclasses.replace(options, bf16=bf16)
-    n = len(seeds)
+    if (seeds is None) == (generators is None):
+        raise GenimageError("generate() needs exactly one of seeds= or generators=")
+    all_gens = list(generators) if generators is not None else generators_for_seeds(list(seeds))
+    n = len(all_gens)
     if labels is not None and len(labels) != n:
         raise GenimageError(f"got {len(labels)} labels for {n} seeds")
     if prompts is not None and len(prompts) != n:
@@ -102,7 +107,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     out = []
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
-        gens = generators_for_seeds(seeds[sl])
+        gens = all_gens[sl]
         x = (float(c0.sigma) * randn((len(gens), *shape), gens)).float()
         cond = conditioner(labels=labels[sl] if labels is not None else None,
                            captions=prompts[sl] if prompts is not None else None, batch=len(gens))

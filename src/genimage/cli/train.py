@@ -17,21 +17,22 @@ from genimage.errors import GenimageError
 def train(
     data: Annotated[str, typer.Option(help="builtin:digits | builtin:shapes | builtin:photos | an image folder")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, samples, metrics)")],
-    objective: Annotated[str, typer.Option(help="ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
+    family: Annotated[str, typer.Option(help="Model family: diffusion | gan | vae | normalizing-flow | autoencoder | consistency")] = "diffusion",
+    objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
-    preset: Annotated[str, typer.Option(help="Backbone size: tiny | small | base")] = "small",
+    preset: Annotated[str, typer.Option(help="Architecture size: tiny | small | base (diffusion); the family's presets otherwise")] = "small",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE (repeatable)")] = None,
     cond: Annotated[str, typer.Option(help="auto | label | text | none")] = "auto",
     path: Annotated[Optional[str], typer.Option(help="Noise path override (vp-cosine, vp-linear, edm, linear)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Training image side in pixels")] = None,
     length: Annotated[Optional[int], typer.Option(help="Number of items for procedural datasets")] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps")] = 1000,
-    batch_size: Annotated[int, typer.Option(help="Images per step")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW)")] = 3e-4,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps [default: 1000, or the family's]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step [default: 64, or the family's]")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) [default: 3e-4, or the family's]")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.0,
-    warmup_steps: Annotated[int, typer.Option(help="Learning-rate warm-up steps")] = 100,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Learning-rate warm-up steps [default: 100, or the family's]")] = None,
     grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip (0 = off)")] = 1.0,
-    ema_decay: Annotated[float, typer.Option(help="EMA decay")] = 0.999,
+    ema_decay: Annotated[Optional[float], typer.Option(help="EMA decay [default: 0.999, or the family's]")] = None,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="bfloat16 autocast; default: auto (bf16 only on GPUs and CPUs with AMX/AVX512-BF16)")] = None,
     cond_drop: Annotated[float, typer.Option(help="Conditioning dropout for classifier-free guidance")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for init, data order and noise")] = 0,
@@ -46,7 +47,7 @@ def train(
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
-    """Train a diffusion / flow-matching model. Resumable bit for bit with --resume."""
+    """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
     from genimage.data.source import open_dataset
     from genimage.models.config import ModelConfig
     from genimage.models.presets import backbone_config
@@ -55,10 +56,15 @@ def train(
     from genimage.samplers import SAMPLERS
     from genimage.training.loop import Trainer, TrainConfig
 
-    spec = OBJECTIVES.get(objective)
-    SAMPLERS.get(sampler)
-    if path is not None:
-        PATHS.get(path)
+    from genimage.families import FAMILIES, load_all_families
+
+    load_all_families()
+    fam = FAMILIES.get(family)
+    if family == "diffusion":
+        spec = OBJECTIVES.get(objective)
+        SAMPLERS.get(sampler)
+        if path is not None:
+            PATHS.get(path)
     if cond not in ("auto", "label", "text", "none"):
         raise GenimageError(f"--cond must be auto, label, text or none, got {cond!r}")
     options = {"length": length} if length is not None else {}
@@ -66,22 +72,42 @@ def train(
         options = {"on_bad_file": on_bad_file}
     dataset = open_dataset(data, image_size=image_size, seed=seed, **options)
     if cond == "auto":
-        cond = "label" if dataset.num_classes else "text" if dataset.has_captions else "none"
+        cond = "label" if dataset.num_classes else "text" if dataset.has_captions and "text" in fam.conditioning else "none"
     if cond == "label" and not dataset.num_classes:
         raise GenimageError(f"--cond label: {data} has no class labels")
     if cond == "text" and not dataset.has_captions:
         raise GenimageError(f"--cond text: {data} has no captions")
+    if cond not in fam.conditioning:
+        raise GenimageError(f"--family {family} supports conditioning {' | '.join(fam.conditioning)}, not {cond!r}")
     num_classes = dataset.num_classes if cond == "label" else 0
-    text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
-    bcfg = backbone_config(backbone, preset, image_size=dataset.image_size, channels=dataset.channels,
-                           num_classes=num_classes, text_dim=text_dim, max_text_len=text_len,
-                           overrides=parse_key_values(set_, "--set"))
-    mc = ModelConfig(backbone=backbone, backbone_config=bcfg, objective=objective, path=path or spec.path,
-                     prediction=spec.prediction, image_size=dataset.image_size, channels=dataset.channels,
-                     num_classes=num_classes, class_names=dataset.class_names if num_classes else None,
-                     text_encoder="minilm" if cond == "text" else None, text_max_length=text_len,
-                     sampler=sampler, schedule="uniform", steps=sample_steps, guidance=guidance,
-                     training={"data": data})
+    overrides = parse_key_values(set_, "--set")
+    common = dict(image_size=dataset.image_size, channels=dataset.channels, num_classes=num_classes,
+                  class_names=dataset.class_names if num_classes else None, training={"data": data}, family=family)
+    if family == "diffusion":
+        text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
+        bcfg = backbone_config(backbone, preset, image_size=dataset.image_size, channels=dataset.channels,
+                               num_classes=num_classes, text_dim=text_dim, max_text_len=text_len, overrides=overrides)
+        mc = ModelConfig(backbone=backbone, backbone_config=bcfg, objective=objective, path=path or spec.path,
+                         prediction=spec.prediction, text_encoder="minilm" if cond == "text" else None,
+                         text_max_length=text_len, sampler=sampler, schedule="uniform", steps=sample_steps,
+                         guidance=guidance, **common)
+    else:
+        if preset not in fam.presets:
+            raise GenimageError(f"--family {family} has presets {' | '.join(sorted(fam.presets))}, not {preset!r}")
+        bcfg = {**fam.presets[preset], "image_size": dataset.image_size, "channels": dataset.channels,
+                "num_classes": num_classes}
+        unknown = set(overrides) - set(bcfg)
+        if unknown:
+            raise GenimageError(f"--set: unknown {family} settings {sorted(unknown)}; known: {sorted(bcfg)}")
+        bcfg.update(overrides)
+        mc = ModelConfig(backbone=family, backbone_config=bcfg, objective="", path="", prediction="",
+                         steps=fam.train_defaults.get("sample_steps", 1), **common)
+    defaults = {"steps": 1000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999,
+                **{k: v for k, v in fam.train_defaults.items() if k != "sample_steps"}}
+    given = {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "ema_decay": ema_decay}
+    steps, batch_size, lr, warmup_steps, ema_decay = (given[k] if given[k] is not None else defaults[k]
+                                                      for k in ("steps", "batch_size", "lr", "warmup_steps",
+                                                                "ema_decay"))
     from genimage.utils.precision import resolve_bf16
 
     bf16 = resolve_bf16(bf16)
@@ -100,7 +126,7 @@ def train(
     if getattr(dataset, "bad_files", None):
         dataset.write_bad_files_report(out / "bad_files.tsv")
         typer.echo(f"skipped {len(dataset.bad_files)} bad files (listed in {out / 'bad_files.tsv'})", err=True)
-    typer.echo(f"parameters: {sum(p.numel() for p in trainer.network.parameters()):,}; "
+    typer.echo(f"parameters: {trainer.parameter_count():,}; "
                f"starting at step {trainer.step} of {steps}")
     import signal
 

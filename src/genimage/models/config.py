@@ -39,6 +39,10 @@ class ModelConfig:
         steps: Default number of sampling steps.
         guidance: Default classifier-free guidance weight.
         training: Free-form record of how it was trained (steps, data, wall time).
+        family: Model family (:mod:`genimage.families`); ``"diffusion"`` covers every
+            denoising objective (DDPM, EDM, flow matching, rectified flow). For other
+            families ``backbone_config`` holds the family's architecture settings and
+            ``objective``/``path``/``prediction`` are empty.
     """
 
     backbone: str
@@ -58,6 +62,7 @@ class ModelConfig:
     steps: int = 16
     guidance: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)
+    family: str = "diffusion"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,9 +1,12 @@
-"""One generic trainer for every denoising objective.
+"""One generic trainer for every model family.
 
-AdamW, gradient clipping, EMA, optional bf16 autocast, periodic sample grids, a progress
-bar with loss and images/s, optional TensorBoard, and atomic checkpoints that resume bit
-for bit on CPU. The loop never branches on the objective: it asks for per-sample losses,
-averages them, and steps. Distribution (torchrun / multi-GPU) goes through accelerate.
+Optimizers, gradient clipping, EMA, optional bf16 autocast, periodic sample grids, a
+progress bar with loss and images/s, optional TensorBoard, and atomic checkpoints that
+resume bit for bit on CPU. The loop never branches on the family: the model
+(:class:`~genimage.families.base.GenerativeModel`) creates its optimizers and performs one
+update per batch through a :class:`~genimage.families.base.StepContext`. Distribution
+(torchrun / multi-GPU) goes through accelerate: processes share the data order, draw
+different noise, and average gradients before every optimizer step.
 """
 
 from __future__ import annotations
@@ -20,10 +23,8 @@ import torch
 
 from genimage.conditioning.conditioner import Conditioner
 from genimage.errors import GenimageError
+from genimage.families.base import GenerativeModel, StepContext
 from genimage.models.config import ModelConfig
-from genimage.models.denoiser import Denoiser
-from genimage.models.io import build_denoiser
-from genimage.objectives import OBJECTIVES
 from genimage.training import checkpoint as ckpt
 from genimage.training.ema import EMA
 
@@ -126,10 +127,10 @@ def collate(items: list[dict], conditioner: Conditioner) -> dict[str, Any]:
 
 
 class Trainer:
-    """Trains ``model_config`` on ``dataset`` into ``out_dir``.
+    """Trains ``model_config`` (any family) on ``dataset`` into ``out_dir``.
 
     Args:
-        model_config: What to build (backbone, objective, path, conditioning).
+        model_config: What to build (family, backbone, objective, conditioning).
         train_config: How to train.
         dataset: Items ``{"image": (C, H, W) in [-1, 1], "label"?, "caption"?}``.
         out_dir: Run folder (``checkpoints/``, ``samples/``, ``metrics.jsonl``).
@@ -141,8 +142,12 @@ class Trainer:
                  resume: bool = False, accelerator=None) -> None:
         from accelerate import Accelerator
 
+        from genimage.families import FAMILIES, load_all_families
+
         train_config.validate()
+        load_all_families()
         self.mc, self.tc = model_config, train_config
+        self.family = FAMILIES.get(model_config.family)
         self.dataset = dataset
         if len(dataset) == 0:
             raise GenimageError("the dataset is empty; nothing to train on")
@@ -150,14 +155,11 @@ class Trainer:
         # Precision is handled by our own autocast (below), not accelerate's global state, so
         # runs with different precisions can share one process.
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-        self.spec = OBJECTIVES.get(model_config.objective)
         torch.manual_seed(train_config.seed)
-        self.denoiser: Denoiser = build_denoiser(model_config)
-        self.network = self.denoiser.network
-        self.opt = torch.optim.AdamW(self.network.parameters(), lr=train_config.lr,
-                                     weight_decay=train_config.weight_decay, betas=(0.9, 0.999))
-        self.ema = EMA(self.network, train_config.ema_decay)
-        self.objective = self.spec.build(train_config.cond_drop_prob)
+        self.model: GenerativeModel = self.family.model_cls(model_config)
+        self.model.to(self.acc.device)
+        self.optimizers = self.model.configure_optimizers(train_config.lr, train_config.weight_decay)
+        self.ema = EMA(self.model.ema_module(), train_config.ema_decay)
         self.generator = torch.Generator().manual_seed(train_config.seed * 7919 + 1 + self.acc.process_index)
         self.order = DataOrder(len(dataset), train_config.seed)
         self.conditioner = Conditioner(model_config)
@@ -172,9 +174,14 @@ class Trainer:
             self._load(latest)
         elif ckpt.find_latest_checkpoint(ckpt_root) is not None:
             raise GenimageError(f"{self.out} already holds checkpoints; pass --resume to continue or choose another --out")
-        prepared_net, self.opt = self.acc.prepare(self.network, self.opt)
-        self.train_denoiser = Denoiser(prepared_net, self.denoiser.path, self.denoiser.prediction,
-                                       self.denoiser.sigma_data)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The module whose EMA is used for sampling (the backbone for diffusion models)."""
+        return self.model.ema_module()
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     # ------------------------------------------------------------------ state
     def _load(self, folder: Path) -> None:
@@ -185,11 +192,14 @@ class Trainer:
         if old != new:
             diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
             raise GenimageError(f"--resume with different training settings {diff}; use the original ones")
-        if meta["config.json"]["backbone_config"] != self.mc.backbone_config:
+        saved = meta["config.json"]
+        if saved["backbone_config"] != self.mc.backbone_config or saved.get("family", "diffusion") != self.mc.family:
             raise GenimageError("--resume with a different model configuration than the checkpoint's")
-        self.network.load_state_dict(tensors["network.safetensors"])
+        self.model.load_training_state(tensors["network.safetensors"])
         self.ema.load_state_dict(tensors["model.safetensors"], state["ema_updates"])
-        ckpt.optimizer_from_tensors(self.opt, tensors["optimizer.safetensors"], meta["optimizer.json"])
+        for name, opt in self.optimizers.items():
+            stem = _optimizer_stem(name, len(self.optimizers))
+            ckpt.optimizer_from_tensors(opt, tensors[f"{stem}.safetensors"], meta[f"{stem}.json"])
         ckpt.restore_rng_state(tensors["trainer.safetensors"], state["numpy_rng"], self.generator)
         self.order.load(state["data_position"])
         self.step = state["step"]
@@ -216,8 +226,12 @@ class Trainer:
         self.acc.wait_for_everyone()
         if not self.acc.is_main_process:
             return None
-        net = self.acc.unwrap_model(self.network)
-        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(self.opt)
+        files = {"model.safetensors": self.ema.state_dict(), "network.safetensors": self.model.training_state(),
+                 "trainer.safetensors": ckpt.rng_state_tensors(self.generator)}
+        json_files: dict[str, Any] = {}
+        for name, opt in self.optimizers.items():
+            stem = _optimizer_stem(name, len(self.optimizers))
+            files[f"{stem}.safetensors"], json_files[f"{stem}.json"] = ckpt.optimizer_to_tensors(opt)
         state = {
             "step": self.step,
             "data_position": self.order.state(),
@@ -227,15 +241,10 @@ class Trainer:
             "wall_time_s": self.wall_time,
             "loss_history": self.history,
         }
-        return ckpt.save_checkpoint(
-            self.out / "checkpoints", self.step,
-            files={"model.safetensors": self.ema.state_dict(), "network.safetensors": net.state_dict(),
-                   "optimizer.safetensors": opt_tensors,
-                   "trainer.safetensors": ckpt.rng_state_tensors(self.generator)},
-            json_files={"config.json": {**self.model_config_snapshot().to_dict(), "format": "genimage-model-1"},
-                        "optimizer.json": opt_meta, "trainer.json": state},
-            keep=self.tc.keep_checkpoints,
-        )
+        json_files["config.json"] = {**self.model_config_snapshot().to_dict(), "format": "genimage-model-1"}
+        json_files["trainer.json"] = state
+        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, files=files, json_files=json_files,
+                                    keep=self.tc.keep_checkpoints)
 
     # ------------------------------------------------------------------ loop
     def _lr(self, step: int) -> float:
@@ -255,25 +264,45 @@ class Trainer:
             batch["cond"] = {k: v.to(dev) for k, v in batch["cond"].items()}
         return batch
 
+    def _context(self) -> StepContext:
+        import contextlib
+
+        def backward(loss: torch.Tensor) -> None:
+            self.acc.backward(loss)
+            if self.acc.num_processes > 1:  # average gradients across processes (data parallel)
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad.div_(self.acc.num_processes)
+
+        def clip(parameters) -> None:
+            if self.tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, self.tc.grad_clip)
+
+        def autocast():
+            if not self.tc.bf16:
+                return contextlib.nullcontext()
+            return torch.autocast(self.acc.device.type, dtype=torch.bfloat16)
+
+        return StepContext(optimizers=self.optimizers, generator=self.generator, step=self.step, backward=backward,
+                           clip=clip, autocast=autocast, cond_drop_prob=self.tc.cond_drop_prob)
+
     def train_step(self) -> float:
-        for group in self.opt.param_groups:
-            group["lr"] = self._lr(self.step)
+        """One update; returns the step's loss (other metrics in :attr:`last_metrics`)."""
+        lr = self._lr(self.step)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = self._next_batch()
-        self.network.train()
-        with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=self.tc.bf16):
-            losses = self.objective(self.train_denoiser, batch, self.generator)
-        loss = losses.mean()
-        if not torch.isfinite(loss):
-            raise GenimageError(f"loss became {loss.item()} at step {self.step}; lower --lr or check the data")
-        self.opt.zero_grad(set_to_none=True)
-        self.acc.backward(loss)
-        if self.tc.grad_clip > 0:
-            self.acc.clip_grad_norm_(self.network.parameters(), self.tc.grad_clip)
-        self.opt.step()
-        self.ema.update(self.acc.unwrap_model(self.network))
+        self.model.train()
+        metrics = self.model.training_step(batch, self._context())
+        value = float(metrics["loss"])
+        if not math.isfinite(value):
+            raise GenimageError(f"loss became {value} at step {self.step}; lower --lr or check the data")
+        self.ema.update(self.model.ema_module())
         self.step += 1
-        value = float(loss.detach())
         self.history.append(value)
+        self.last_metrics = metrics
         return value
 
     def train(self) -> list[float]:
@@ -286,20 +315,26 @@ class Trainer:
         bar = tqdm(total=tc.steps, initial=self.step, disable=not (tc.progress and self.acc.is_main_process),
                    desc="train", unit="step", dynamic_ncols=True)
         window: list[float] = []
+        extras: dict[str, list[float]] = {}
         t_window = time.perf_counter()
         while self.step < tc.steps:
             t0 = time.perf_counter()
             window.append(self.train_step())
             self.wall_time += time.perf_counter() - t0
+            for k, v in self.last_metrics.items():
+                if k != "loss":
+                    extras.setdefault(k, []).append(float(v))
             bar.update(1)
             if self.step % tc.log_every == 0 or self.step == tc.steps:
                 elapsed = time.perf_counter() - t_window
                 ips = len(window) * tc.batch_size * self.acc.num_processes / max(elapsed, 1e-9)
                 mean_loss = sum(window) / len(window)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
-                self._log({"step": self.step, "loss": mean_loss, "lr": self._lr(self.step - 1),
-                           "images_per_s": ips, "wall_time_s": round(self.wall_time, 2)}, writer)
-                window, t_window = [], time.perf_counter()
+                record = {"step": self.step, "loss": mean_loss, "lr": self._lr(self.step - 1),
+                          "images_per_s": ips, "wall_time_s": round(self.wall_time, 2)}
+                record.update({k: sum(v) / len(v) for k, v in extras.items()})
+                self._log(record, writer)
+                window, extras, t_window = [], {}, time.perf_counter()
             if tc.sample_every and self.step % tc.sample_every == 0:
                 self.sample_grid()
             if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
@@ -330,24 +365,36 @@ class Trainer:
             raise GenimageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
         return SummaryWriter(str(self.out / "tensorboard"))
 
+    def sampling_model(self) -> GenerativeModel:
+        """A fresh copy of the model holding the EMA weights, in eval mode (global RNG untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            model = self.family.model_cls(self.mc)
+        model.load_sampling_state(self.ema.state_dict())
+        return model.to(self.acc.device).eval()
+
     def sample_grid(self) -> Path | None:
         """Sample a grid with the EMA weights (own seeds; training RNG untouched)."""
         if not self.acc.is_main_process:
             return None
         from genimage.data.image_io import save_image_grid
-        from genimage.generation import generate
+        from genimage.samplers.noise import generators_for_seeds
 
-        net = build_denoiser(self.mc)
-        net.network.load_state_dict(self.ema.state_dict())
-        net.eval()
+        model = self.sampling_model()
         n = self.tc.num_sample_images
-        labels = [i % self.mc.num_classes for i in range(n)] if self.mc.num_classes else None
-        captions = None
+        cond = None
         if self.conditioner.uses_text:
-            captions = [self.dataset[i % len(self.dataset)].get("caption", "") for i in range(n)]
-        images = generate(net, self.mc, self.conditioner, seeds=list(range(n)), labels=labels, prompts=captions,
-                          bf16=self.tc.bf16)
+            cond = [self.dataset[i % len(self.dataset)].get("caption", "") for i in range(n)]
+        elif self.mc.num_classes:
+            cond = [i % self.mc.num_classes for i in range(n)]
+        with torch.no_grad():
+            images = model.sample(n, cond, generators_for_seeds(list(range(n))))
         path = self.out / "samples" / f"step-{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image_grid(images, path)
+        save_image_grid(images.float().cpu(), path)
         return path
+
+
+def _optimizer_stem(name: str, count: int) -> str:
+    """File stem of an optimizer's state: ``optimizer`` for a single one (the layout of
+    every diffusion checkpoint), ``optimizer-NAME`` when a family has several (GAN)."""
+    return "optimizer" if count == 1 else f"optimizer-{name}"
