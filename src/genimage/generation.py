@@ -104,20 +104,27 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     timesteps = make_schedule(options.schedule, denoiser.path, options.steps)
     c0 = PathCoefficients.at(denoiser.path, timesteps[0], ndim=1)
     shape = (config.channels, config.image_size, config.image_size)
+    param = next(denoiser.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+
+    def to_device(c):
+        return None if c is None else {k: v.to(device) for k, v in c.items()}
+
     out = []
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         gens = all_gens[sl]
-        x = (float(c0.sigma) * randn((len(gens), *shape), gens)).float()
+        x = (float(c0.sigma) * randn((len(gens), *shape), gens)).float().to(device)
         cond = conditioner(labels=labels[sl] if labels is not None else None,
                            captions=prompts[sl] if prompts is not None else None, batch=len(gens))
         uncond = None
         if cond is not None and negative and conditioner.uses_text:
             uncond = conditioner(labels=[None] * len(gens) if conditioner.uses_labels else None,
                                  captions=[negative] * len(gens))
+        cond, uncond = to_device(cond), to_device(uncond)
         model = CFGDenoiser(denoiser, options.guidance, uncond) if cond is not None else denoiser
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
         with ctx:
             x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
-        out.append(x.float().clamp(-1, 1))
+        out.append(x.float().clamp(-1, 1).cpu())
     return torch.cat(out)

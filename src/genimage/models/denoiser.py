@@ -62,7 +62,7 @@ class Denoiser(nn.Module):
 
     def raw(self, x: torch.Tensor, t: float | torch.Tensor, cond: Cond = None) -> torch.Tensor:
         """The backbone's raw output at noisy ``x`` ``(B, C, H, W)`` and time ``t`` (scalar or ``(B,)``)."""
-        t = per_sample_time(t, x.shape[0])
+        t = per_sample_time(t, x.shape[0]).to(x.device)
         c = self.coefficients(t, x.ndim)
         scale = input_scale(self.prediction, c, self.sigma_data).to(x.dtype)
         c_noise = self.path.c_noise(t).to(torch.float32)
@@ -70,10 +70,11 @@ class Denoiser(nn.Module):
 
     def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What :meth:`raw` should output for clean ``x0`` and noise ``eps`` at times ``t`` ``(B,)``."""
+        t = per_sample_time(t, x0.shape[0]).to(x0.device)
         return from_x0_eps(self.prediction, x0, eps, self.coefficients(t, x0.ndim), self.sigma_data)
 
     def forward(self, x: torch.Tensor, t: float | torch.Tensor, cond: Cond = None) -> Prediction:
-        t = per_sample_time(t, x.shape[0])
+        t = per_sample_time(t, x.shape[0]).to(x.device)
         if self.prediction in ("eps", "edm") and bool((self.path.alpha(t) == 0).any()):
             from genimage.errors import GenimageError
 

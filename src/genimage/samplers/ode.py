@@ -128,7 +128,7 @@ def ddim(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None, 
             c = eta * (var_ts * s_s**2 / s_t**2) ** 0.5
         x = _mix(a_s, pred.x0, max(s_s**2 - c**2, 0.0) ** 0.5, pred.eps)
         if c > 0:
-            x = (x.double() + c * randn(x.shape, generator, dtype=torch.float64)).to(pred.x0.dtype)
+            x = (x.double() + c * randn(x.shape, generator, dtype=torch.float64).to(x.device)).to(pred.x0.dtype)
         _report(callback, i, t, x, pred, i + 1)
     return x
 

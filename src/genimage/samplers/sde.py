@@ -30,6 +30,6 @@ def ddpm(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond: Cond = None, 
             a_ts, var_ts = _transition(a_t, s_t, a_s, s_s)
             mean = (a_ts * s_s**2 / s_t**2) * x.double() + (a_s * var_ts / s_t**2) * pred.x0.double()
             std = (var_ts * s_s**2 / s_t**2) ** 0.5
-            x = (mean + std * randn(x.shape, generator, dtype=torch.float64)).to(x.dtype)
+            x = (mean + std * randn(x.shape, generator, dtype=torch.float64).to(x.device)).to(x.dtype)
         _report(callback, i, t, x, pred, i + 1)
     return x
