@@ -119,6 +119,7 @@ def part2(out: Path, text_encoder: str, budget: float, batch: int, lr: float, ma
     run = Path(tempfile.mkdtemp())
     trainer = Trainer(mc, tc, ds, run)
     log(f"parameters {trainer.parameter_count():,}")
+    trainer.conditioner.text_encoder.to(DEVICE)
     te = time.time()
     trainer.conditioner.text_encoder.encode(sorted(set(ds.captions)) + [""])  # warm the per-caption cache
     log(f"encoded {len(set(ds.captions))} unique captions in {time.time() - te:.1f}s")
@@ -140,6 +141,7 @@ def part2(out: Path, text_encoder: str, budget: float, batch: int, lr: float, ma
                    "seen": acc["seen"], "held_out": acc["held_out"], "eval_s": round(time.time() - te, 1)}
             results.append(row)
             log("mark", json.dumps(row))
+            (out / "marks.json").write_text(json.dumps(results, indent=2))
     return {"batch": batch, "lr": lr, "images_per_s": trainer.step * batch / t_train, "marks": results}
 
 
@@ -152,11 +154,13 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-eval", type=int, default=200)
     ap.add_argument("--n-data", type=int, default=400_000)
+    ap.add_argument("--skip-part1", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {}
-    for name, fn in (("part1", lambda: part1(out)),
+    parts = [] if args.skip_part1 else [("part1", lambda: part1(out))]
+    for name, fn in (*parts,
                      ("part2", lambda: part2(out, args.text_encoder, args.budget, args.batch, args.lr,
                                              [args.budget * f for f in (0.2, 0.5, 1.0)], args.n_eval, args.n_data))):
         try:
