@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
-from multiprocessing import Pool
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -70,6 +70,10 @@ def part1(out: Path) -> dict:
     return res
 
 
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # 16 workers x all-core OpenMP pools oversubscribe the CPU
+
+
 def _render(args):
     start, stop, length = args
     ds = load_builtin("shapes", length=length)
@@ -83,8 +87,13 @@ def _render(args):
 
 def render_shapes(n: int, workers: int = 16) -> TensorImageDataset:
     chunks = [(s, min(s + 5000, n), n) for s in range(0, n, 5000)]
-    with Pool(workers) as pool:
-        parts = pool.map(_render, chunks)
+    # spawn, not fork: a forked child of a process whose OpenMP pool is live can deadlock
+    # (the first device run printed nothing in 240 s here)
+    with get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        parts = []
+        for i, part in enumerate(pool.imap(_render, chunks)):
+            parts.append(part)
+            log(f"rendered chunk {i + 1}/{len(chunks)}")
     images = torch.cat([p[0] for p in parts]).float() / 127.5 - 1
     captions = [c for p in parts for c in p[1]]
     return TensorImageDataset(images, captions=captions)
