@@ -17,7 +17,8 @@ from genimage.errors import GenimageError
 def train(
     data: Annotated[str, typer.Option(help="builtin:digits | builtin:shapes | builtin:photos | an image folder")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, samples, metrics)")],
-    family: Annotated[str, typer.Option(help="Model family: diffusion | gan | vae | normalizing-flow | autoencoder | consistency")] = "diffusion",
+    family: Annotated[str, typer.Option(help="Model family: diffusion | consistency | reflow | gan | vae | normalizing-flow | autoencoder")] = "diffusion",
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher model (bundled name or folder) for --family consistency (distillation) or reflow")] = None,
     objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
     preset: Annotated[str, typer.Option(help="Architecture size: tiny | small | base (diffusion); the family's presets otherwise")] = "small",
@@ -60,7 +61,7 @@ def train(
 
     load_all_families()
     fam = FAMILIES.get(family)
-    if family == "diffusion":
+    if family in ("diffusion", "consistency"):
         spec = OBJECTIVES.get(objective)
         SAMPLERS.get(sampler)
         if path is not None:
@@ -83,7 +84,30 @@ def train(
     overrides = parse_key_values(set_, "--set")
     common = dict(image_size=dataset.image_size, channels=dataset.channels, num_classes=num_classes,
                   class_names=dataset.class_names if num_classes else None, training={"data": data}, family=family)
-    if family == "diffusion":
+    student_defaults = {"consistency": dict(sampler="consistency", schedule="uniform", steps=2, guidance=1.0),
+                        "reflow": dict(sampler="euler", schedule="uniform", guidance=1.0,
+                                       steps=1 if overrides.get("distill") else 4)}
+    family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
+                   "teacher_steps", "teacher_guidance", "teacher_sampler"}
+    if teacher is not None and family not in student_defaults:
+        raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
+    if family == "reflow" and teacher is None:
+        raise GenimageError("--family reflow needs --teacher MODEL (the flow whose paths it straightens)")
+    if family in student_defaults:
+        family_config = {k: overrides.pop(k) for k in list(overrides) if k in family_keys}
+    if teacher is not None:
+        from genimage.families.teacher import student_config_from_teacher
+
+        if overrides:
+            raise GenimageError(f"--set {sorted(overrides)}: a distilled student keeps its teacher's architecture; "
+                                f"family settings are {sorted(family_keys)}")
+        mc = student_config_from_teacher(teacher, family, family_config, **student_defaults[family])
+        if (mc.num_classes > 0) != (num_classes > 0) or (mc.image_size, mc.channels) != (dataset.image_size, dataset.channels):
+            raise GenimageError(f"teacher {teacher!r} ({mc.image_size}px, {mc.channels} channels, {mc.num_classes} classes) "
+                                f"does not match --data {data} ({dataset.image_size}px, {dataset.channels} channels, "
+                                f"{num_classes} classes)")
+        mc.training["data"] = data
+    elif family in ("diffusion", "consistency"):
         text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
         bcfg = backbone_config(backbone, preset, image_size=dataset.image_size, channels=dataset.channels,
                                num_classes=num_classes, text_dim=text_dim, max_text_len=text_len, overrides=overrides)
@@ -91,6 +115,10 @@ def train(
                          prediction=spec.prediction, text_encoder="minilm" if cond == "text" else None,
                          text_max_length=text_len, sampler=sampler, schedule="uniform", steps=sample_steps,
                          guidance=guidance, **common)
+        if family == "consistency":  # consistency training from scratch: linear path, velocity network
+            mc = dataclasses.replace(mc, objective="consistency-training", path="linear", prediction="velocity",
+                                     family_config={"mode": "training", **family_config},
+                                     **student_defaults["consistency"])
     else:
         if preset not in fam.presets:
             raise GenimageError(f"--family {family} has presets {' | '.join(sorted(fam.presets))}, not {preset!r}")

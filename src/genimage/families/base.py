@@ -171,6 +171,10 @@ class GenerativeModel(nn.Module):
         """
         raise NotImplementedError
 
+    def init_for_training(self) -> None:
+        """Called once before a fresh (not resumed) run's first step, before the EMA copy is
+        taken: e.g. start a distilled student from its teacher's weights."""
+
     def ema_module(self) -> nn.Module:
         """The sub-module whose EMA is used for sampling (default: the whole model)."""
         return self

@@ -43,6 +43,8 @@ class ModelConfig:
             denoising objective (DDPM, EDM, flow matching, rectified flow). For other
             families ``backbone_config`` holds the family's architecture settings and
             ``objective``/``path``/``prediction`` are empty.
+        family_config: Family-specific settings that are not architecture (e.g. the teacher
+            of a distilled model, consistency-training discretisation).
     """
 
     backbone: str
@@ -63,6 +65,7 @@ class ModelConfig:
     guidance: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)
     family: str = "diffusion"
+    family_config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -158,6 +158,8 @@ class Trainer:
         torch.manual_seed(train_config.seed)
         self.model: GenerativeModel = self.family.model_cls(model_config)
         self.model.to(self.acc.device)
+        if not resume:
+            self.model.init_for_training()
         self.optimizers = self.model.configure_optimizers(train_config.lr, train_config.weight_decay)
         self.ema = EMA(self.model.ema_module(), train_config.ema_decay)
         self.generator = torch.Generator().manual_seed(train_config.seed * 7919 + 1 + self.acc.process_index)

@@ -1,0 +1,87 @@
+"""Teachers for distillation: a trained flow-matching model that student families
+(consistency distillation, reflow, one-step distillation) query during training.
+
+A teacher is loaded lazily (only training needs it; a saved student samples on its own) and
+must live on the linear path with velocity (or any) prediction, because students work in the
+same time variable ``t`` in ``[0, 1]`` with ``x_t = (1 - t) x0 + t eps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genimage.conditioning.cfg import CFGDenoiser
+from genimage.errors import GenimageError
+from genimage.models.config import ModelConfig
+
+
+@dataclass
+class Teacher:
+    """Args:
+        model: The teacher denoiser wrapped for classifier-free guidance.
+        config: The teacher's config.
+        sampler: Sampler used to integrate the teacher's ODE.
+        steps: Teacher ODE steps.
+    """
+
+    model: CFGDenoiser
+    config: ModelConfig
+    sampler: str
+    steps: int
+
+    @torch.no_grad()
+    def solve(self, noise: torch.Tensor, cond) -> torch.Tensor:
+        """Integrate the teacher ODE from ``noise`` at ``t = 1`` to a sample (deterministic)."""
+        from genimage.samplers import SAMPLERS, make_schedule
+
+        times = make_schedule("uniform", self.model.path, self.steps)
+        return SAMPLERS.get(self.sampler)(self.model, noise, times, cond=cond).float()
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond) -> torch.Tensor:
+        """One deterministic DDIM/Euler step of the teacher ODE from times ``t`` to ``s`` (``(B,)``
+        each) on the linear path: ``x_s = (1 - s) x0_hat + s eps_hat``."""
+        pred = self.model(x, t, cond)
+        s = s.to(x.device, torch.float64).view(-1, *([1] * (x.ndim - 1)))
+        return ((1 - s) * pred.x0.double() + s * pred.eps.double()).to(x.dtype)
+
+
+def check_student_config(config: ModelConfig) -> None:
+    if config.path != "linear":
+        raise GenimageError(f"{config.family} models live on the linear path; got path {config.path!r}")
+
+
+def load_teacher(config: ModelConfig, device: torch.device) -> Teacher:
+    """The teacher named by ``config.family_config["teacher"]`` on ``device``."""
+    from genimage.models.io import load_model
+
+    fc = config.family_config
+    name = fc.get("teacher")
+    if not name:
+        raise GenimageError(f"--family {config.family} needs --teacher MODEL (a trained flow-matching model)")
+    loaded = load_model(name)
+    tc = loaded.config
+    if tc.path != "linear":
+        raise GenimageError(f"teacher {name!r} uses the {tc.path!r} path; distillation here needs a flow-matching "
+                            f"or rectified-flow teacher (linear path)")
+    if (tc.num_classes, bool(tc.text_encoder)) != (config.num_classes, bool(config.text_encoder)):
+        raise GenimageError(f"teacher {name!r} is conditioned differently from the student "
+                            f"(classes {tc.num_classes} vs {config.num_classes}; text {tc.text_encoder} vs {config.text_encoder})")
+    guidance = float(fc.get("teacher_guidance", tc.guidance))
+    model = CFGDenoiser(loaded.denoiser.to(device), guidance)
+    return Teacher(model, tc, fc.get("teacher_sampler", tc.sampler), int(fc.get("teacher_steps", tc.steps)))
+
+
+def student_config_from_teacher(name: str, family: str, family_config: dict, **overrides) -> ModelConfig:
+    """A student config with the teacher's architecture, conditioning and geometry."""
+    import dataclasses
+
+    from genimage.models.io import resolve_model_folder
+
+    teacher = ModelConfig.load(resolve_model_folder(name))
+    if teacher.family != "diffusion" and teacher.family != "reflow":
+        raise GenimageError(f"teacher {name!r} is a {teacher.family} model; use a flow-matching model")
+    return dataclasses.replace(teacher, family=family, family_config={"teacher": str(name), **family_config},
+                               training={"teacher": str(name)}, **overrides)

@@ -1,0 +1,144 @@
+"""Consistency models (distillation and training) and reflow / one-step distillation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from tiny import tiny_dataset, tiny_model_config, tiny_train_config
+
+from genimage.errors import GenimageError
+from genimage.families.consistency import ConsistencyModel, discretisation, lognormal_index_probs, pseudo_huber
+from genimage.families.reflow import ReflowModel
+from genimage.families.teacher import load_teacher, student_config_from_teacher
+from genimage.models.io import load_model
+from genimage.paths import build_path
+from genimage.samplers.noise import generators_for_seeds
+from genimage.training.loop import Trainer
+
+
+def _student(family: str, teacher, **fc):
+    defaults = {"consistency": dict(sampler="consistency", steps=1, guidance=1.0),
+                "reflow": dict(sampler="euler", steps=1, guidance=1.0)}[family]
+    return student_config_from_teacher(str(teacher), family, fc, **defaults)
+
+
+def test_consistency_function_is_identity_at_time_zero(tiny_model_dir):
+    model = ConsistencyModel(_student("consistency", tiny_model_dir))
+    x = torch.randn(3, 1, 8, 8)
+    out = model.consistency(x, torch.zeros(3, dtype=torch.float64), {"label": torch.tensor([0, 1, -1])})
+    assert torch.equal(out, x)  # boundary condition f(x, 0) = x holds exactly
+
+
+def test_discretisation_and_lognormal_weights():
+    path = build_path("linear")
+    t = discretisation(path, 10)
+    assert len(t) == 11 and t[0] == 1.0 and t[-1] == 0.0 and bool((t[:-1] > t[1:]).all())
+    p = lognormal_index_probs(path, t)
+    assert p.shape == (10,) and abs(float(p.sum()) - 1) < 1e-9 and bool((p >= 0).all())
+    # iCT's lognormal (mean -1.1) puts most mass on intermediate noise, little on the extremes
+    assert p[3:8].sum() > p[:2].sum()
+
+
+def test_pseudo_huber_is_zero_for_equal_inputs_and_grows():
+    a = torch.zeros(2, 1, 8, 8)
+    assert torch.allclose(pseudo_huber(a, a), torch.zeros(2))
+    assert bool((pseudo_huber(a, a + 0.1) > pseudo_huber(a, a + 0.01)).all())
+
+
+def _fixed_batch_losses(model, batch, steps: int, lr: float) -> list[float]:
+    """Losses of ``steps`` updates on one batch with the same noise and times every step."""
+    import contextlib
+
+    from genimage.families.base import StepContext
+
+    opts = model.configure_optimizers(lr, 0.0)
+    out = []
+    for i in range(steps):
+        ctx = StepContext(optimizers=opts, generator=torch.Generator().manual_seed(0), step=0,
+                          backward=lambda loss: loss.backward(), clip=lambda p: None,
+                          autocast=contextlib.nullcontext, cond_drop_prob=0.0)
+        out.append(model.training_step(batch, ctx)["loss"])
+    return out
+
+
+def _digits_batch(n: int = 16) -> dict:
+    from genimage.data.builtin import load_builtin
+
+    ds = load_builtin("digits")
+    items = [ds[i] for i in range(n)]
+    return {"image": torch.stack([it["image"] for it in items]),
+            "cond": {"label": torch.tensor([it["label"] for it in items])}}
+
+
+def test_distillation_starts_from_teacher_and_its_loss_falls_on_a_fixed_batch(tmp_path):
+    mc = _student("consistency", "digits", intervals=8)  # the bundled digits flow is the teacher
+    trainer = Trainer(mc, tiny_train_config(1, checkpoint_every=0), tiny_dataset(), tmp_path)
+    ref = load_model("digits").denoiser.network.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in trainer.model.network.state_dict().items())
+    losses = _fixed_batch_losses(trainer.model, _digits_batch(), 12, 1e-3)
+    assert losses[-1] < losses[0] * 0.7, losses
+
+
+def test_consistency_training_loss_falls_on_a_fixed_batch():
+    mc = dataclasses.replace(tiny_model_config(classes=10), family="consistency", objective="consistency-training",
+                             sampler="consistency", family_config={"mode": "training"})
+    torch.manual_seed(0)
+    losses = _fixed_batch_losses(ConsistencyModel(mc), _digits_batch(), 12, 2e-3)
+    assert losses[-1] < losses[0] * 0.95, losses
+
+
+def test_consistency_training_without_teacher_resumes_exactly(tmp_path):
+    mc = dataclasses.replace(tiny_model_config(), family="consistency", objective="consistency-training",
+                             sampler="consistency", steps=2, family_config={"mode": "training", "double_every": 2})
+    straight = Trainer(mc, tiny_train_config(6), tiny_dataset(), tmp_path / "a")
+    straight.train()
+    first = Trainer(mc, tiny_train_config(3), tiny_dataset(), tmp_path / "b")
+    first.train()
+    resumed = Trainer(mc, tiny_train_config(6), tiny_dataset(), tmp_path / "b", resume=True)
+    resumed.train()
+    a, b = straight.model.network.state_dict(), resumed.model.network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.last_metrics["intervals"] == 40.0  # 10 -> 20 -> 40 intervals, doubling every 2 steps
+    model = straight.sampling_model()
+    images = model.sample(4, [0, 1, 2, 0], generators_for_seeds(range(4)))
+    assert images.shape == (4, 1, 8, 8) and bool(images.abs().le(1).all())
+    assert model.nfe_per_sample == 2
+
+
+def test_reflow_pool_round_trips_and_training_straightens_on_its_pairs(tmp_path):
+    mc = _student("reflow", "digits", pairs=64, teacher_steps=8)
+    trainer = Trainer(mc, tiny_train_config(40, lr=2e-3, checkpoint_every=0, warmup_steps=0, cond_drop_prob=0.0),
+                      tiny_dataset(), tmp_path)
+    model = trainer.model
+    assert model.pool_sample.abs().sum() > 0  # pool solved by the teacher before step 0
+    state = model.training_state()
+    fresh = ReflowModel(mc)
+    fresh.load_training_state(state)
+    assert torch.equal(fresh.pool_sample, model.pool_sample) and torch.equal(fresh.pool_label, model.pool_label)
+
+    def one_step_error() -> float:  # one Euler step from the pool's noise vs the teacher's sample
+        with torch.no_grad():
+            v = model.denoiser.raw(model.pool_noise, torch.ones(64, dtype=torch.float64),
+                                   {"label": model.pool_label})
+        return float((model.pool_noise - v - model.pool_sample).pow(2).mean())
+
+    before = one_step_error()
+    for _ in range(40):
+        trainer.train_step()
+    assert one_step_error() < before
+
+
+def test_distill_trains_only_at_time_one(tiny_model_dir):
+    model = ReflowModel(_student("reflow", tiny_model_dir, distill=True, pairs=8))
+    assert model.distill and model.pool_size == 8
+
+
+def test_students_refuse_bad_teachers_and_paths(tiny_model_dir, tmp_path):
+    with pytest.raises(GenimageError, match="--teacher"):
+        load_teacher(dataclasses.replace(tiny_model_config(), family="reflow"), torch.device("cpu"))
+    with pytest.raises(GenimageError, match="linear path"):
+        ConsistencyModel(dataclasses.replace(tiny_model_config(path="vp-cosine", prediction="eps"), family="consistency"))
+    with pytest.raises(GenimageError, match="not found"):
+        student_config_from_teacher(str(tmp_path / "nope"), "reflow", {})
