@@ -47,6 +47,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    max_minutes: Annotated[float, typer.Option(help="Stop after this many minutes of training (0 = no limit); --resume continues")] = 0.0,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
     from genimage.data.source import open_dataset
@@ -142,7 +143,7 @@ def train(
     tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                      grad_clip=grad_clip, ema_decay=ema_decay, bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
-                     progress=progress)
+                     progress=progress, max_minutes=max_minutes)
     echo_json("model", mc.to_dict())
     echo_json("training", dataclasses.asdict(tc))
     trainer = Trainer(mc, tc, dataset, out, resume=resume)

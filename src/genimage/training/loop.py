@@ -49,6 +49,8 @@ class TrainConfig:
         num_sample_images: Images in each sample grid.
         tensorboard: Also write TensorBoard logs (needs the ``tensorboard`` package).
         progress: Show a progress bar.
+        max_minutes: Stop (with a checkpoint and sample grid) after this many minutes of
+            training in this invocation, even before ``steps`` (0 = no limit).
     """
 
     steps: int = 1000
@@ -68,6 +70,7 @@ class TrainConfig:
     num_sample_images: int = 16
     tensorboard: bool = False
     progress: bool = True
+    max_minutes: float = 0.0
 
     def validate(self) -> None:
         for name in ("steps", "batch_size"):
@@ -77,13 +80,15 @@ class TrainConfig:
             raise GenimageError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise GenimageError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if not self.max_minutes >= 0:
+            raise GenimageError(f"--max-minutes must be >= 0, got {self.max_minutes}")
         if not 0 <= self.cond_drop_prob <= 1:
             raise GenimageError(f"--cond-drop must be in [0, 1], got {self.cond_drop_prob}")
 
 
 # settings that may differ between a run and its resumption without breaking exactness
 _RESUME_FREE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "progress",
-                "tensorboard", "num_sample_images"}
+                "tensorboard", "num_sample_images", "max_minutes"}
 
 
 class DataOrder:
@@ -319,7 +324,10 @@ class Trainer:
         window: list[float] = []
         extras: dict[str, list[float]] = {}
         t_window = time.perf_counter()
+        t_start = time.perf_counter()
         while self.step < tc.steps:
+            if tc.max_minutes and time.perf_counter() - t_start >= 60 * tc.max_minutes:
+                break
             t0 = time.perf_counter()
             window.append(self.train_step())
             self.wall_time += time.perf_counter() - t0
@@ -327,7 +335,8 @@ class Trainer:
                 if k != "loss":
                     extras.setdefault(k, []).append(float(v))
             bar.update(1)
-            if self.step % tc.log_every == 0 or self.step == tc.steps:
+            out_of_time = bool(tc.max_minutes) and time.perf_counter() - t_start >= 60 * tc.max_minutes
+            if self.step % tc.log_every == 0 or self.step == tc.steps or (out_of_time and window):
                 elapsed = time.perf_counter() - t_window
                 ips = len(window) * tc.batch_size * self.acc.num_processes / max(elapsed, 1e-9)
                 mean_loss = sum(window) / len(window)
