@@ -12,7 +12,21 @@ from genimage.cli.common import handle_errors
 from genimage.cli.sample import GuidanceOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt
 from genimage.errors import GenimageError
 
-app = typer.Typer(help="Evaluate models.", no_args_is_help=True, add_completion=False)
+from typer.core import TyperGroup
+
+
+class _EvalGroup(TyperGroup):
+    """``genimage eval MODEL ...`` is ``genimage eval model MODEL ...``; subcommands keep their names."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["model", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(help="Evaluate models: `genimage eval MODEL --data DATA` (quality report) or "
+                       "`genimage eval prompts` (shapes prompt accuracy).", no_args_is_help=True,
+                  add_completion=False, cls=_EvalGroup)
 
 
 @app.callback()
@@ -65,3 +79,38 @@ def prompts(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2))
         typer.echo(f"report: {output}")
+
+
+@app.command("model")
+@handle_errors
+def model_report(
+    model: Annotated[str, typer.Argument(help="Bundled model name or model/run folder (any family)")],
+    data: Annotated[str, typer.Option(help="Reference/training data: builtin:digits | builtin:shapes | a folder")],
+    out: Annotated[Path, typer.Option(help="Folder for report.json, report.html and figures")] = Path("eval"),
+    n: Annotated[int, typer.Option("-n", help="Samples to draw")] = 1000,
+    seed: Annotated[int, typer.Option(help="Image i uses seed SEED+i")] = 0,
+    split: Annotated[str, typer.Option(help="Split of a built-in dataset used as reference")] = "train",
+    features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH (default: the dataset's)")] = None,
+    sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
+    prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,
+) -> None:
+    """Quality report of a model: Fréchet distance, KID, precision/recall/density/coverage,
+    bits/dim (families with a likelihood), memorization (nearest training images, copy rate),
+    sample grid; optional sampler sweep and prompt accuracy. Writes OUT/report.json and OUT/report.html."""
+    from genimage.evaluation.report import evaluate_model
+
+    report = evaluate_model(model, data, out, n=n, seed=seed, split=split, features=features, sweep=sweep,
+                            prompts=prompts, log=lambda m: typer.echo(m, err=True))
+    q = report["quality"]
+    typer.echo(f"features: {report['features']} ({report['features_note']})")
+    typer.echo(f"FD {q['fd']:.4f}  KID {q['kid']:.5f}±{q['kid_std']:.5f}  precision {q['precision']:.3f}  "
+               f"recall {q['recall']:.3f}  density {q['density']:.3f}  coverage {q['coverage']:.3f}")
+    if "bits_per_dim" in report:
+        typer.echo(f"bits/dim {report['bits_per_dim']['value']:.3f}" + (" (ELBO bound)" if report["bits_per_dim"]["is_bound"] else ""))
+    if "recognizability" in q:
+        r = q["recognizability"]
+        typer.echo(f"digits recognized {r['confident_fraction']:.3f}, classes present {r['classes_present']}")
+    mem = q["memorization"]
+    typer.echo("copy rate " + ", ".join(f"{s} {mem[s]['copy_rate']:.3f}" for s in ("pixel", "feature") if s in mem))
+    typer.echo(f"{report['sampling']['images_per_s']} images/s, {report['sampling']['nfe_per_image']} network evaluations per image")
+    typer.echo(f"report: {out / 'report.html'}")
