@@ -188,7 +188,11 @@ class GenerativeModel(nn.Module):
 
     def load_sampling_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load ``model.safetensors`` (the EMA weights of :meth:`ema_module`)."""
-        missing, unexpected = self.ema_module().load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = self.ema_module().load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a tensor of the wrong shape
+            first = str(exc).strip().splitlines()
+            raise GenimageError(f"model.safetensors does not match config.json: {first[-1].strip() if first else exc}") from None
         if missing or unexpected:
             raise GenimageError(
                 f"model.safetensors does not match config.json (missing {len(missing)} tensors, e.g. {missing[:2]}; "
