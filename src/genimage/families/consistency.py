@@ -32,8 +32,7 @@ import torch
 from genimage.errors import GenimageError
 from genimage.families import FamilySpec, register_family
 from genimage.families.base import StepContext
-from genimage.families.diffusion import DiffusionModel
-from genimage.families.teacher import check_student_config, load_teacher
+from genimage.families.teacher import StudentModel
 from genimage.models.config import ModelConfig
 from genimage.objectives.denoising import drop_condition
 from genimage.samplers.timesteps import karras
@@ -65,32 +64,21 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b).float().pow(2).flatten(1).sum(1) + c * c).sqrt() - c
 
 
-class ConsistencyModel(DiffusionModel):
+class ConsistencyModel(StudentModel):
     """A consistency model on the linear path; see the module docstring."""
 
     family = "consistency"
 
     def __init__(self, config: ModelConfig) -> None:
-        check_student_config(config)
         mode = config.family_config.get("mode", "distillation" if config.family_config.get("teacher") else "training")
         if mode not in MODES:
             raise GenimageError(f"consistency mode must be one of {MODES}, got {mode!r}")
         super().__init__(config)
         self.mode = mode
-        self._teacher = None
-
-    @property
-    def teacher(self):
-        if self._teacher is None:
-            self._teacher = load_teacher(self.config, self.device)
-        return self._teacher
 
     def init_for_training(self) -> None:
         if self.mode == "distillation":  # CD starts from the teacher (Song et al. 2023, Sec. 6)
-            from genimage.models.io import load_model
-
-            state = load_model(self.config.family_config["teacher"]).denoiser.network.state_dict()
-            self.network.load_state_dict(state)
+            self.init_from_teacher()
 
     def _intervals(self, step: int) -> int:
         fc = self.config.family_config
@@ -128,14 +116,7 @@ class ConsistencyModel(DiffusionModel):
             out = self.consistency(x_t, t, cond)
         weight = (1.0 / (t - s)).to(dev, torch.float32)
         loss = (weight * pseudo_huber(out, target)).mean() / weight.mean()
-        if not torch.isfinite(loss):
-            raise GenimageError(f"loss became {loss.item()} at step {ctx.step}; lower --lr")
-        opt = ctx.optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        ctx.backward(loss)
-        ctx.clip(self.network.parameters())
-        opt.step()
-        return {"loss": float(loss.detach()), "intervals": float(len(times) - 1)}
+        return {"loss": self.update(loss, ctx), "intervals": float(len(times) - 1)}
 
 
 register_family(FamilySpec(

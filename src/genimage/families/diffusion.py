@@ -67,16 +67,20 @@ class DiffusionModel(GenerativeModel):
             from genimage.objectives import OBJECTIVES
 
             self._objective = OBJECTIVES.get(self.config.objective).build(ctx.cond_drop_prob)
-        opt = ctx.optimizers["main"]
         with ctx.autocast():
             loss = self._objective(self.denoiser, batch, ctx.generator).mean()
+        return {"loss": self.update(loss, ctx)}
+
+    def update(self, loss: torch.Tensor, ctx: StepContext) -> float:
+        """Check, backpropagate, clip and apply ``loss`` with the ``"main"`` optimizer."""
         if not torch.isfinite(loss):
             raise GenimageError(f"loss became {loss.item()} at step {ctx.step}; lower --lr or check the data")
+        opt = ctx.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         ctx.backward(loss)
         ctx.clip(self.network.parameters())
         opt.step()
-        return {"loss": float(loss.detach())}
+        return float(loss.detach())
 
     def ema_module(self) -> nn.Module:
         return self.network

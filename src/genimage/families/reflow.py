@@ -28,40 +28,29 @@ import torch
 from genimage.errors import GenimageError
 from genimage.families import FamilySpec, register_family
 from genimage.families.base import StepContext
-from genimage.families.diffusion import DiffusionModel
-from genimage.families.teacher import check_student_config, load_teacher
+from genimage.families.teacher import StudentModel
 from genimage.models.config import ModelConfig
 from genimage.objectives.denoising import drop_condition
 
 
-class ReflowModel(DiffusionModel):
+class ReflowModel(StudentModel):
     """A rectified flow retrained on its teacher's (noise, sample) pairs."""
 
     family = "reflow"
 
     def __init__(self, config: ModelConfig) -> None:
-        check_student_config(config)
         super().__init__(config)
         self.distill = bool(config.family_config.get("distill", False))
         self.pool_size = int(config.family_config.get("pairs", 0 if config.text_encoder else 4096))
         if self.pool_size and config.text_encoder:
             raise GenimageError("a pair pool needs labels or no conditioning; use --set pairs=0 for text models")
-        self._teacher = None
         shape = (self.pool_size, *self.image_shape)
         self.register_buffer("pool_noise", torch.zeros(shape), persistent=False)
         self.register_buffer("pool_sample", torch.zeros(shape), persistent=False)
         self.register_buffer("pool_label", torch.full((self.pool_size,), -1, dtype=torch.long), persistent=False)
 
-    @property
-    def teacher(self):
-        if self._teacher is None:
-            self._teacher = load_teacher(self.config, self.device)
-        return self._teacher
-
     def init_for_training(self) -> None:
-        from genimage.models.io import load_model
-
-        self.network.load_state_dict(load_model(self.config.family_config["teacher"]).denoiser.network.state_dict())
+        self.init_from_teacher()
         if self.pool_size:
             self.make_pool(torch.Generator().manual_seed(int(self.config.family_config.get("pair_seed", 0))))
 
@@ -120,14 +109,7 @@ class ReflowModel(DiffusionModel):
         with ctx.autocast():
             v = self.denoiser.raw(x_t, t, cond)
         loss = (v.float() - (eps - x_hat).float()).pow(2).flatten(1).mean(1).mean()
-        if not torch.isfinite(loss):
-            raise GenimageError(f"loss became {loss.item()} at step {ctx.step}; lower --lr")
-        opt = ctx.optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        ctx.backward(loss)
-        ctx.clip(self.network.parameters())
-        opt.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": self.update(loss, ctx)}
 
 
 register_family(FamilySpec(

@@ -14,6 +14,7 @@ import torch
 
 from genimage.conditioning.cfg import CFGDenoiser
 from genimage.errors import GenimageError
+from genimage.families.diffusion import DiffusionModel
 from genimage.models.config import ModelConfig
 
 
@@ -48,9 +49,26 @@ class Teacher:
         return ((1 - s) * pred.x0.double() + s * pred.eps.double()).to(x.dtype)
 
 
-def check_student_config(config: ModelConfig) -> None:
-    if config.path != "linear":
-        raise GenimageError(f"{config.family} models live on the linear path; got path {config.path!r}")
+class StudentModel(DiffusionModel):
+    """A flow-matching network trained against a teacher (``family_config["teacher"]``):
+    the teacher is loaded on first use, and a fresh run starts from the teacher's weights."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        if config.path != "linear":
+            raise GenimageError(f"{config.family} models live on the linear path; got path {config.path!r}")
+        super().__init__(config)
+        self._teacher: Teacher | None = None
+
+    @property
+    def teacher(self) -> Teacher:
+        if self._teacher is None:
+            self._teacher = load_teacher(self.config, self.device)
+        return self._teacher
+
+    def init_from_teacher(self) -> None:
+        from genimage.models.io import load_model
+
+        self.network.load_state_dict(load_model(self.config.family_config["teacher"]).denoiser.network.state_dict())
 
 
 def load_teacher(config: ModelConfig, device: torch.device) -> Teacher:
