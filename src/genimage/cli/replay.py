@@ -17,9 +17,12 @@ def replay(
     model: Annotated[Optional[str], typer.Option(help="Use this model instead of the recorded one")] = None,
 ) -> None:
     """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
+    from genimage.families.records import is_direct, replay_direct
     from genimage.pipeline import replay as do_replay
+    from genimage.provenance.record import read_record
 
-    result = do_replay(image, model)
+    record = read_record(image)
+    result = replay_direct(record, image, model) if is_direct(record.sampler) else do_replay(image, model)
     typer.echo(f"record: {result.record.to_json()}")
     if not result.weights_match:
         typer.echo("warning: the model's weights differ from the recorded sha256", err=True)
@@ -33,11 +36,11 @@ def replay(
 @handle_errors
 def info(model: Annotated[str, typer.Argument(help="Bundled model name, model folder or run folder")]) -> None:
     """Show a model's config, size and training record."""
+    from genimage.families.io import load_generator
     from genimage.models.config import WEIGHTS_FILE
-    from genimage.models.io import load_model
 
-    loaded = load_model(model)
-    params = sum(p.numel() for p in loaded.denoiser.network.parameters())
+    loaded = load_generator(model)
+    params = sum(p.numel() for p in loaded.model.parameters())
     size = (loaded.folder / WEIGHTS_FILE).stat().st_size
     typer.echo(f"folder: {loaded.folder}")
     typer.echo(f"parameters: {params:,}  weights: {size / 1e6:.2f} MB  sha256: {loaded.weights_sha256}")

@@ -65,6 +65,9 @@ def sample(
 
     if num < 1:
         raise GenimageError(f"-n must be at least 1, got {num}")
+    if _direct_family(model):
+        _sample_direct(model, num, seed, label, prompt, out_dir, grid)
+        return
     pipe = Pipeline.from_pretrained(model)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16)
     seeds = list(range(seed, seed + num))
@@ -74,6 +77,53 @@ def sample(
     prompts = [prompt] * num if prompt is not None else None
     _write(pipe, seeds, labels, prompts, negative, opts, [out_dir / f"{i:04d}.png" for i in range(num)], grid,
            batch_size)
+
+
+def _direct_family(model: str) -> bool:
+    """Whether ``model`` belongs to a one-pass family (GAN, VAE, flow, autoencoder)."""
+    from genimage.families.records import is_direct
+    from genimage.models.config import ModelConfig
+    from genimage.models.io import resolve_model_folder
+
+    return is_direct(ModelConfig.load(resolve_model_folder(model)).family)
+
+
+def _sample_direct(model: str, num: int, seed: int, label: str | None, prompt: str | None, out_dir: Path,
+                   grid: Path | None) -> None:
+    import time
+
+    from genimage.families.records import sample_direct
+    from genimage.models.config import ModelConfig
+    from genimage.models.io import resolve_model_folder
+
+    config = ModelConfig.load(resolve_model_folder(model))
+    if prompt is not None:
+        raise GenimageError(f"this {config.family} model is not text-conditional; drop --prompt")
+    if label is not None and not config.num_classes:
+        raise GenimageError(f"this {config.family} model is unconditional; drop --label")
+    names = config.class_names or []
+    labels = None
+    if config.num_classes:
+        if label is None:
+            labels = [i % config.num_classes for i in range(num)]
+        else:
+            lab = names.index(label) if label in names else None
+            if lab is None:
+                try:
+                    lab = int(label)
+                except ValueError:
+                    raise GenimageError(f"{label!r} is not a class of this model; classes: {', '.join(names)}") from None
+            labels = [lab] * num
+    seeds = list(range(seed, seed + num))
+    t0 = time.perf_counter()
+    images, written = sample_direct(model, seeds, labels, [out_dir / f"{i:04d}.png" for i in range(num)])
+    dt = time.perf_counter() - t0
+    if grid is not None:
+        from genimage.data.image_io import save_image_grid
+
+        save_image_grid(images, grid)
+        typer.echo(f"grid: {grid}")
+    typer.echo(f"wrote {out_dir}/ ({len(written)} images, {config.family}) in {dt:.2f}s ({len(written) / dt:.1f} images/s)")
 
 
 def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size) -> None:
