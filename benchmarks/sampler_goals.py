@@ -1,0 +1,74 @@
+"""Evaluation goals on a digits model (issue "Evaluation", item 5), measured side by side.
+
+* DPM-Solver++(2M) at 10 network evaluations vs 100-evaluation DDIM and 10-evaluation DDIM;
+* a 2-step consistency model vs 50-step DDIM on its teacher.
+
+Network evaluations count both branches of classifier-free guidance, so with the digits
+model's guidance 2.0, 10 evaluations are 5 sampler steps. The same comparison without guidance
+(1 evaluation per step) is printed too. Fréchet distance in the shipped digits features
+against the 1,500 training digits; n samples with seeds 0..n-1, balanced labels.
+
+    python benchmarks/sampler_goals.py --teacher digits --consistency runs/fam_cd -n 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import torch
+
+from genimage.data.builtin import load_builtin
+from genimage.evaluation.sampling import conditions_for, draw_samples
+from genimage.families.io import load_generator
+from genimage.generation import SamplingOptions
+from genimage.metrics.features import load_feature_net
+from genimage.metrics.frechet import frechet_distance
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--teacher", default="digits")
+    ap.add_argument("--consistency", default=None)
+    ap.add_argument("-n", type=int, default=1000)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    net = load_feature_net("digits")
+    data = load_builtin("digits", split="train")
+    ref = net.features(torch.stack([data[i]["image"] for i in range(len(data))]))
+    teacher = load_generator(args.teacher)
+    cond = conditions_for(teacher.config, args.n)
+    rows = []
+
+    def run(name, lg, sampler, steps, guidance):
+        opts = dataclasses.replace(SamplingOptions.defaults(lg.config), sampler=sampler, steps=steps, guidance=guidance)
+        t0 = time.perf_counter()
+        images, _ = draw_samples(lg.model, args.n, 0, cond, options=opts)
+        secs = time.perf_counter() - t0
+        guided = guidance != 1.0
+        nfe = steps * (2 if guided else 1)
+        row = {"model": name, "sampler": sampler, "steps": steps, "guidance": guidance, "nfe": nfe,
+               "fd": frechet_distance(net.features(images), ref), "seconds": round(secs, 1)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    g = teacher.config.guidance
+    for guidance, per in ((g, 2), (1.0, 1)):
+        run("teacher", teacher, "ddim", 100 // per, guidance)
+        run("teacher", teacher, "dpmpp_2m", 10 // per, guidance)
+        run("teacher", teacher, "ddim", 10 // per, guidance)
+        run("teacher", teacher, "ddim", 50, guidance)
+    if args.consistency:
+        cm = load_generator(args.consistency)
+        for steps in (1, 2):
+            run("consistency", cm, "consistency", steps, 1.0)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
