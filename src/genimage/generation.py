@@ -2,6 +2,9 @@
 
 Image *i* depends only on ``seeds[i]`` (its own ``torch.Generator`` draws its initial noise
 and every later random draw), on its label/prompt and on the sampling settings.
+
+A latent model (``config.autoencoder`` set; Rombach et al. 2022) samples latents of
+``config.latent_shape`` and decodes them with its autoencoder, one image at a time.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         options: Sampling options (defaults from ``config``).
         bf16: Override ``options.bf16``.
         batch_size: Images per network batch (results do not depend on it).
-        callback: Called after every sampler step with ``{"i", "t", "x", "x0", "nfe"}``.
+        callback: Called after every sampler step with ``{"i", "t", "x", "x0", "nfe"}``
+            (latents, for a latent model).
 
     Returns:
         Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
@@ -104,6 +108,15 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     timesteps = make_schedule(options.schedule, denoiser.path, options.steps)
     c0 = PathCoefficients.at(denoiser.path, timesteps[0], ndim=1)
     shape = (config.channels, config.image_size, config.image_size)
+    autoencoder = None
+    if config.autoencoder:
+        from genimage.latent.autoencoder import attached_autoencoder, decode_latents
+
+        autoencoder = attached_autoencoder(denoiser)
+        if autoencoder is None or not config.latent_shape:
+            raise GenimageError("a latent model needs its autoencoder and latent_shape: load it with "
+                                "genimage.models.io.load_model (or build_denoiser)")
+        shape = tuple(config.latent_shape)
     param = next(denoiser.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
 
@@ -126,5 +139,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
         with ctx:
             x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
+        if autoencoder is not None:
+            x = decode_latents(autoencoder, x.float())
         out.append(x.float().clamp(-1, 1).cpu())
     return torch.cat(out)

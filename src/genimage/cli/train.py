@@ -48,6 +48,8 @@ def train(
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
     max_minutes: Annotated[float, typer.Option(help="Stop after this many minutes of training (0 = no limit); --resume continues")] = 0.0,
+    autoencoder: Annotated[Optional[str], typer.Option(help="Train in this autoencoder's latent space (a --family autoencoder model/run folder; latent diffusion)")] = None,
+    latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder [default: ~/.cache/genimage/latents]")] = None,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
     from genimage.data.source import open_dataset
@@ -82,9 +84,25 @@ def train(
     if cond not in fam.conditioning:
         raise GenimageError(f"--family {family} supports conditioning {' | '.join(fam.conditioning)}, not {cond!r}")
     num_classes = dataset.num_classes if cond == "label" else 0
+    latent = None
+    if autoencoder is not None:
+        if family != "diffusion":
+            raise GenimageError(f"--autoencoder trains --family diffusion (any --objective) on latents, not {family}")
+        from genimage.latent.training import prepare_latent_training
+
+        latent = prepare_latent_training(autoencoder, dataset, out, text_encoder="minilm" if cond == "text" else None,
+                                         text_max_length=text_max_length, cache_dir=latent_cache, progress=progress)
+        typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
+                   f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
+                   + ("" if latent.text is None else
+                      f"; caption states {'hit' if latent.text_hit else 'written'} ({len(latent.text)} prompts)"),
+                   err=True)
+    geometry = latent.dataset if latent is not None else dataset  # what the backbone sees
     overrides = parse_key_values(set_, "--set")
     common = dict(image_size=dataset.image_size, channels=dataset.channels, num_classes=num_classes,
-                  class_names=dataset.class_names if num_classes else None, training={"data": data}, family=family)
+                  class_names=dataset.class_names if num_classes else None, family=family,
+                  training={"data": data, **(latent.training_record() if latent is not None else {})},
+                  **(latent.model_fields() if latent is not None else {}))
     student_defaults = {"consistency": dict(sampler="consistency", schedule="uniform", steps=2, guidance=1.0),
                         "reflow": dict(sampler="euler", schedule="uniform", guidance=1.0,
                                        steps=1 if overrides.get("distill") else 4)}
@@ -108,9 +126,11 @@ def train(
                                 f"does not match --data {data} ({dataset.image_size}px, {dataset.channels} channels, "
                                 f"{num_classes} classes)")
         mc.training["data"] = data
+        if mc.autoencoder:
+            raise GenimageError(f"teacher {teacher!r} is a latent model; distilling latent models is not supported")
     elif family in ("diffusion", "consistency"):
         text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
-        bcfg = backbone_config(backbone, preset, image_size=dataset.image_size, channels=dataset.channels,
+        bcfg = backbone_config(backbone, preset, image_size=geometry.image_size, channels=geometry.channels,
                                num_classes=num_classes, text_dim=text_dim, max_text_len=text_len, overrides=overrides)
         mc = ModelConfig(backbone=backbone, backbone_config=bcfg, objective=objective, path=path or spec.path,
                          prediction=spec.prediction, text_encoder="minilm" if cond == "text" else None,
@@ -146,7 +166,9 @@ def train(
                      progress=progress, max_minutes=max_minutes)
     echo_json("model", mc.to_dict())
     echo_json("training", dataclasses.asdict(tc))
-    trainer = Trainer(mc, tc, dataset, out, resume=resume)
+    trainer = Trainer(mc, tc, latent.dataset if latent is not None else dataset, out, resume=resume)
+    if latent is not None:
+        latent.install_text_cache(trainer.conditioner)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)}, indent=2))
     from genimage.data.manifest import write_manifest

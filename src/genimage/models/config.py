@@ -45,6 +45,13 @@ class ModelConfig:
             ``objective``/``path``/``prediction`` are empty.
         family_config: Family-specific settings that are not architecture (e.g. the teacher
             of a distilled model, consistency-training discretisation).
+        autoencoder: Latent models only (Rombach et al. 2022): folder of the frozen
+            ``autoencoder``-family model whose latents the backbone denoises; relative to the
+            model folder (``"autoencoder"`` in a self-contained folder). :meth:`load` turns it
+            into an absolute path (see :func:`genimage.latent.autoencoder.locate_autoencoder`).
+            ``image_size``/``channels`` stay the *pixel* geometry of the generated images.
+        latent_shape: Latent models only: ``[C, H, W]`` of the latents (the backbone's
+            ``in_channels`` and ``image_size``).
     """
 
     backbone: str
@@ -66,9 +73,15 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict)
     family: str = "diffusion"
     family_config: dict[str, Any] = field(default_factory=dict)
+    autoencoder: str | None = None
+    latent_shape: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for key in ("autoencoder", "latent_shape"):  # pixel models keep the original config.json keys
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -94,4 +107,9 @@ class ModelConfig:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise GenimageError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        config = cls.from_dict(data)
+        if config.autoencoder:
+            from genimage.latent.autoencoder import locate_autoencoder
+
+            config.autoencoder = str(locate_autoencoder(Path(folder), config.autoencoder))
+        return config

@@ -1,7 +1,8 @@
 """Build, save and load denoisers; resolve model names to folders.
 
 A *model folder* holds ``config.json`` and ``model.safetensors`` (the weights used for
-sampling: the EMA weights when training kept an EMA). Bundled models live in
+sampling: the EMA weights when training kept an EMA); a latent model's folder also holds
+its autoencoder in ``autoencoder/`` (:mod:`genimage.latent`). Bundled models live in
 ``genimage/weights/NAME``; a training run folder resolves to its latest checkpoint.
 """
 
@@ -29,12 +30,18 @@ def bundled_models() -> list[str]:
 
 
 def build_denoiser(config: ModelConfig) -> Denoiser:
-    """A freshly initialised denoiser for ``config``."""
+    """A freshly initialised denoiser for ``config`` (a latent model's gets its autoencoder
+    attached, for :func:`genimage.generation.generate` to decode with)."""
     import genimage.models.backbones  # noqa: F401  (registers backbones)
     from genimage.models.backbones.base import build_backbone
 
     network = build_backbone(config.backbone, dict(config.backbone_config))
-    return Denoiser(network, build_path(config.path), config.prediction, config.sigma_data)
+    denoiser = Denoiser(network, build_path(config.path), config.prediction, config.sigma_data)
+    if config.autoencoder:
+        from genimage.latent.autoencoder import attach_autoencoder, load_latent_autoencoder
+
+        attach_autoencoder(denoiser, load_latent_autoencoder(config))
+    return denoiser
 
 
 def resolve_model_folder(name_or_path: str | Path) -> Path:
@@ -95,9 +102,16 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
 
 
 def save_model(folder: str | Path, config: ModelConfig, network_state: dict[str, torch.Tensor]) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (each atomically)."""
+    """Write ``config.json`` and ``model.safetensors`` into ``folder`` (each atomically).
+
+    A latent model's autoencoder is copied into ``folder/autoencoder`` and the config points
+    there, so the folder is self-contained."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if config.autoencoder:
+        from genimage.latent.autoencoder import bundle_autoencoder
+
+        config = bundle_autoencoder(config, folder)
     save_safetensors(network_state, folder / WEIGHTS_FILE)
     config.save(folder)
     return folder
