@@ -32,7 +32,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) [default: 3e-4, or the family's]")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.0,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Learning-rate warm-up steps [default: 100, or the family's]")] = None,
-    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip (0 = off)")] = 1.0,
+    grad_clip: Annotated[Optional[float], typer.Option(help="Gradient-norm clip (0 = off) [default: 1.0, or the family's]")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="EMA decay [default: 0.999, or the family's]")] = None,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="bfloat16 autocast; default: auto (bf16 only on GPUs and CPUs with AMX/AVX512-BF16)")] = None,
     cond_drop: Annotated[float, typer.Option(help="Conditioning dropout for classifier-free guidance")] = 0.1,
@@ -151,12 +151,13 @@ def train(
         bcfg.update(overrides)
         mc = ModelConfig(backbone=family, backbone_config=bcfg, objective="", path="", prediction="",
                          steps=fam.train_defaults.get("sample_steps", 1), **common)
-    defaults = {"steps": 1000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999,
+    defaults = {"steps": 1000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0,
                 **{k: v for k, v in fam.train_defaults.items() if k != "sample_steps"}}
-    given = {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "ema_decay": ema_decay}
-    steps, batch_size, lr, warmup_steps, ema_decay = (given[k] if given[k] is not None else defaults[k]
-                                                      for k in ("steps", "batch_size", "lr", "warmup_steps",
-                                                                "ema_decay"))
+    given = {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "ema_decay": ema_decay,
+             "grad_clip": grad_clip}
+    steps, batch_size, lr, warmup_steps, ema_decay, grad_clip = (
+        given[k] if given[k] is not None else defaults[k]
+        for k in ("steps", "batch_size", "lr", "warmup_steps", "ema_decay", "grad_clip"))
     from genimage.utils.precision import resolve_bf16
 
     bf16 = resolve_bf16(bf16)
