@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--consistency", default=None)
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--settings", default="guided,unguided",
+                    help="comma list: guided (the model's guidance, 2 evaluations per step), unguided (guidance 1)")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     net = load_feature_net("digits")
@@ -56,11 +58,12 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     g = teacher.config.guidance
-    for guidance, per in ((g, 2), (1.0, 1)):
-        run("teacher", teacher, "ddim", 100 // per, guidance)
-        run("teacher", teacher, "dpmpp_2m", 10 // per, guidance)
-        run("teacher", teacher, "ddim", 10 // per, guidance)
-        run("teacher", teacher, "ddim", 50, guidance)
+    chosen = {x for x in args.settings.split(",") if x}
+    settings = [(g, 2)] * ("guided" in chosen) + [(1.0, 1)] * ("unguided" in chosen)
+    for guidance, per in settings:
+        for sampler, steps in dict.fromkeys([("ddim", 100 // per), ("dpmpp_2m", 10 // per), ("ddim", 10 // per),
+                                             ("ddim", 50)]):
+            run("teacher", teacher, sampler, steps, guidance)
     if args.consistency:
         cm = load_generator(args.consistency)
         for steps in (1, 2):

@@ -13,6 +13,10 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would give; some writers (safetensors) create files 0600
+
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
     """fsync a file or a directory."""
@@ -35,6 +39,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, _FILE_MODE)
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
