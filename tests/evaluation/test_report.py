@@ -14,7 +14,7 @@ from genimage.evaluation.sweep import nfe
 
 def test_report_of_a_tiny_model_has_finite_metrics_and_figures(tiny_model_dir, tmp_path):
     report = evaluate_model(str(tiny_model_dir), "builtin:digits", tmp_path, n=12, reference_limit=200, sweep=True,
-                            log=lambda m: None)
+                            sweep_with=[("again", str(tiny_model_dir))], log=lambda m: None)
     q = report["quality"]
     assert math.isfinite(q["fd"]) and q["fd"] > 0
     for key in ("precision", "recall", "density", "coverage"):
@@ -27,6 +27,7 @@ def test_report_of_a_tiny_model_has_finite_metrics_and_figures(tiny_model_dir, t
     assert "Fréchet distance" in page and "samples.png" in page and "Sampler sweep" in page
     for f in report["figures"].values():
         assert (tmp_path / f).stat().st_size > 100
+    assert {r["model"] for r in report["sweep"]} == {tiny_model_dir.name, "again"}
     samplers = {r["sampler"] for r in report["sweep"]}
     assert {"euler", "heun", "ddim", "dpmpp_2m"} <= samplers
     assert all(math.isfinite(r["fd"]) and r["nfe"] >= 1 for r in report["sweep"])

@@ -92,6 +92,7 @@ def model_report(
     split: Annotated[str, typer.Option(help="Split of a built-in dataset used as reference")] = "train",
     features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH (default: the dataset's)")] = None,
     sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
+    sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)")] = None,
     prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,
 ) -> None:
     """Quality report of a model: Fréchet distance, KID, precision/recall/density/coverage,
@@ -99,8 +100,15 @@ def model_report(
     sample grid; optional sampler sweep and prompt accuracy. Writes OUT/report.json and OUT/report.html."""
     from genimage.evaluation.report import evaluate_model
 
-    report = evaluate_model(model, data, out, n=n, seed=seed, split=split, features=features, sweep=sweep,
-                            prompts=prompts, log=lambda m: typer.echo(m, err=True))
+    extra = []
+    for item in sweep_with or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise GenimageError(f"--sweep-with expects NAME=FOLDER, got {item!r}")
+        extra.append((name, folder))
+    report = evaluate_model(model, data, out, n=n, seed=seed, split=split, features=features,
+                            sweep=sweep or bool(extra), sweep_with=extra, prompts=prompts,
+                            log=lambda m: typer.echo(m, err=True))
     q = report["quality"]
     typer.echo(f"features: {report['features']} ({report['features_note']})")
     typer.echo(f"FD {q['fd']:.4f}  KID {q['kid']:.5f}±{q['kid_std']:.5f}  precision {q['precision']:.3f}  "

@@ -51,7 +51,8 @@ def _images(dataset, limit: int | None = None) -> torch.Tensor:
 
 def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, seed: int = 0, split: str = "train",
                    features: str | None = None, reference_limit: int = 5000, sweep: bool = False,
-                   prompts: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+                   sweep_with: list[tuple[str, str]] | None = None, prompts: int = 0,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure ``model_ref`` against ``data`` and write the report into ``out_dir``.
 
     Args:
@@ -64,6 +65,8 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
         features: Feature network (default: the dataset's domain network).
         reference_limit: At most this many reference images.
         sweep: Also sweep samplers x steps (diffusion-family models).
+        sweep_with: ``(name, model)`` pairs added to the sweep (e.g. consistency or reflow
+            students: 1-4 step points on the same plot).
         prompts: Also measure shapes prompt accuracy on this many prompts per split.
         log: Progress messages.
     """
@@ -137,7 +140,8 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
         from genimage.evaluation.sweep import sweep as run_sweep
 
         log("sampler sweep")
-        rows = run_sweep([(Path(str(model_ref)).name, lg)], net.features(reference), net, n=n, seed=seed,
+        extra = [(name, load_generator(ref)) for name, ref in (sweep_with or [])]
+        rows = run_sweep([(Path(str(model_ref)).name, lg), *extra], net.features(reference), net, n=n, seed=seed,
                          dataset=dataset, progress=log)
         report["sweep"] = rows
         plots.quality_vs_nfe(rows, out_dir / "quality_vs_nfe.png")
