@@ -175,6 +175,14 @@ class GenerativeModel(nn.Module):
         """Called once before a fresh (not resumed) run's first step, before the EMA copy is
         taken: e.g. start a distilled student from its teacher's weights."""
 
+    def health_warnings(self, history: list[dict[str, float]], samples: torch.Tensor, labels: torch.Tensor | None,
+                        reals: torch.Tensor, real_labels: torch.Tensor | None, classify=None) -> list[str]:
+        """Warnings (with their numbers) about divergence or mode collapse, checked by the trainer
+        at every sample grid: ``history`` = recent training metrics, ``samples`` drawn with
+        ``labels``, ``reals`` a training batch, ``classify`` a classifier for labelled built-in
+        data. Default: none (families whose training cannot collapse this way)."""
+        return []
+
     def ema_module(self) -> nn.Module:
         """The sub-module whose EMA is used for sampling (default: the whole model)."""
         return self

@@ -243,6 +243,9 @@ class GANModel(GenerativeModel):
         return img.float().clamp(-1, 1)
 
     # ------------------------------------------------------------ training
+    def health_warnings(self, history, samples, labels, reals, real_labels, classify=None) -> list[str]:
+        return gan_health(history, samples, reals=reals, classify=classify, labels=labels, real_labels=real_labels)
+
     def ema_module(self) -> nn.Module:
         return self.generator
 

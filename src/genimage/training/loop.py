@@ -173,6 +173,7 @@ class Trainer:
         self.step = 0
         self.wall_time = 0.0
         self.history: list[float] = []
+        self.recent_metrics: list[tuple[int, dict[str, float]]] = []
         ckpt_root = self.out / "checkpoints"
         if resume:
             latest = ckpt.find_latest_checkpoint(ckpt_root)
@@ -310,6 +311,8 @@ class Trainer:
         self.step += 1
         self.history.append(value)
         self.last_metrics = metrics
+        self.recent_metrics.append((self.step, {k: float(v) for k, v in metrics.items()}))
+        del self.recent_metrics[:-200]
         return value
 
     def train(self) -> list[float]:
@@ -402,7 +405,39 @@ class Trainer:
         path = self.out / "samples" / f"step-{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image_grid(images.float().cpu(), path)
+        self.check_health(model)
         return path
+
+    def check_health(self, model: GenerativeModel, n: int = 200) -> list[str]:
+        """Ask the model for divergence / mode-collapse warnings on fresh samples and a real
+        batch; print them with their numbers and append them to ``warnings.txt``."""
+        if type(model).health_warnings is GenerativeModel.health_warnings:
+            return []
+        from genimage.samplers.noise import generators_for_seeds
+
+        k = self.mc.num_classes
+        labels = torch.arange(n) % k if k else None
+        with torch.no_grad():
+            samples = model.sample(n, labels, generators_for_seeds(list(range(10_000, 10_000 + n)))).float().cpu()
+        idx = list(range(min(n, len(self.dataset))))
+        reals = torch.stack([self.dataset[i]["image"] for i in idx])
+        real_labels = torch.tensor([self.dataset[i].get("label", -1) for i in idx]) if k else None
+        classify = None
+        if self.mc.training.get("data") == "builtin:digits":
+            from genimage.metrics.features import load_feature_net, resize_images
+
+            net = load_feature_net("digits")
+            classify = lambda x: net.classify(resize_images(x, 8))  # noqa: E731
+        recent = [{"step": s} | m for s, m in self.recent_metrics]
+        warnings = model.health_warnings(recent, samples, labels, reals, real_labels, classify)
+        if warnings:
+            import sys
+
+            lines = [f"step {self.step}: warning: {w}" for w in warnings]
+            print("\n".join(lines), file=sys.stderr)
+            with open(self.out / "warnings.txt", "a") as f:
+                f.write("\n".join(lines) + "\n")
+        return warnings
 
 
 def _optimizer_stem(name: str, count: int) -> str:
