@@ -120,6 +120,12 @@ def replay(image_path: str | Path, model: str | Path | None = None) -> ReplayRes
     labels = [record.label] if record.label is not None else None
     prompts = [record.prompt] if record.prompt is not None else None
     image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options)[0]
+    return compare_with_png(image, image_path, record, weights_match)
+
+
+def compare_with_png(image: torch.Tensor, image_path: str | Path, record: GenerationRecord,
+                     weights_match: bool) -> ReplayResult:
+    """Compare a regenerated image ``(C, H, W)`` with the pixels of the PNG it should reproduce."""
     new = png_pixels(image).to(torch.int16)
     old = read_pixels(image_path).to(torch.int16)
     if new.shape != old.shape:

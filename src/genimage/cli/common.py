@@ -39,5 +39,16 @@ def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
+def parse_named_models(items: list[str] | None, flag: str) -> list[tuple[str, str]]:
+    """``["name=folder", ...]`` -> ``[(name, folder), ...]`` (order kept)."""
+    out = []
+    for item in items or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise GenimageError(f"{flag} expects NAME=FOLDER, got {item!r}")
+        out.append((name, folder))
+    return out
+
+
 def echo_json(title: str, obj: Any) -> None:
     typer.echo(f"{title}: {json.dumps(obj, sort_keys=True)}")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from genimage.cli.common import handle_errors
+from genimage.cli.common import handle_errors, parse_named_models
 from genimage.errors import GenimageError
 
 
@@ -31,12 +31,7 @@ def compare(
     if n < 2:
         raise GenimageError(f"-n must be at least 2, got {n}")
     load_all_families()
-    models: list[tuple[str, str]] = []
-    for item in model or []:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            raise GenimageError(f"--model expects NAME=FOLDER, got {item!r}")
-        models.append((name, folder))
+    models = parse_named_models(model, "--model")
     for family in train or []:
         FAMILIES.get(family)
         run = out / "runs" / family

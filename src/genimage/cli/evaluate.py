@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from genimage.cli.common import handle_errors
+from genimage.cli.common import handle_errors, parse_named_models
 from genimage.cli.sample import GuidanceOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt
 from genimage.errors import GenimageError
 
@@ -100,12 +100,7 @@ def model_report(
     sample grid; optional sampler sweep and prompt accuracy. Writes OUT/report.json and OUT/report.html."""
     from genimage.evaluation.report import evaluate_model
 
-    extra = []
-    for item in sweep_with or []:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            raise GenimageError(f"--sweep-with expects NAME=FOLDER, got {item!r}")
-        extra.append((name, folder))
+    extra = parse_named_models(sweep_with, "--sweep-with")
     report = evaluate_model(model, data, out, n=n, seed=seed, split=split, features=features,
                             sweep=sweep or bool(extra), sweep_with=extra, prompts=prompts,
                             log=lambda m: typer.echo(m, err=True))

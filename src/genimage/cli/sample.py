@@ -36,8 +36,9 @@ def _progress(total_steps: int, n_batches: int):
     return bar, (lambda info: bar.update(1))
 
 
-def _parse_label(pipe, text: str) -> int:
-    names = pipe.config.class_names or []
+def _parse_label(config, text: str) -> int:
+    """A class name or number of ``config``'s classes -> label."""
+    names = config.class_names or []
     if text in names:
         return names.index(text)
     try:
@@ -65,13 +66,14 @@ def sample(
 
     if num < 1:
         raise GenimageError(f"-n must be at least 1, got {num}")
-    if _direct_family(model):
-        _sample_direct(model, num, seed, label, prompt, out_dir, grid)
+    config = _direct_family_config(model)
+    if config is not None:
+        _sample_direct(model, config, num, seed, label, prompt, out_dir, grid)
         return
     pipe = Pipeline.from_pretrained(model)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16)
     seeds = list(range(seed, seed + num))
-    labels = [_parse_label(pipe, label)] * num if label is not None else None
+    labels = [_parse_label(pipe.config, label)] * num if label is not None else None
     if labels is None and pipe.conditioner.uses_labels:
         labels = [i % pipe.config.num_classes for i in range(num)]
     prompts = [prompt] * num if prompt is not None else None
@@ -79,41 +81,32 @@ def sample(
            batch_size)
 
 
-def _direct_family(model: str) -> bool:
-    """Whether ``model`` belongs to a one-pass family (GAN, VAE, flow, autoencoder)."""
+def _direct_family_config(model: str):
+    """The config of ``model`` if it belongs to a one-pass family (GAN, VAE, flow, autoencoder), else ``None``."""
     from genimage.families.records import is_direct
     from genimage.models.config import ModelConfig
     from genimage.models.io import resolve_model_folder
 
-    return is_direct(ModelConfig.load(resolve_model_folder(model)).family)
+    config = ModelConfig.load(resolve_model_folder(model))
+    return config if is_direct(config.family) else None
 
 
-def _sample_direct(model: str, num: int, seed: int, label: str | None, prompt: str | None, out_dir: Path,
+def _sample_direct(model: str, config, num: int, seed: int, label: str | None, prompt: str | None, out_dir: Path,
                    grid: Path | None) -> None:
     import time
 
     from genimage.families.records import sample_direct
-    from genimage.models.config import ModelConfig
-    from genimage.models.io import resolve_model_folder
 
-    config = ModelConfig.load(resolve_model_folder(model))
     if prompt is not None:
         raise GenimageError(f"this {config.family} model is not text-conditional; drop --prompt")
     if label is not None and not config.num_classes:
         raise GenimageError(f"this {config.family} model is unconditional; drop --label")
-    names = config.class_names or []
     labels = None
     if config.num_classes:
         if label is None:
             labels = [i % config.num_classes for i in range(num)]
         else:
-            lab = names.index(label) if label in names else None
-            if lab is None:
-                try:
-                    lab = int(label)
-                except ValueError:
-                    raise GenimageError(f"{label!r} is not a class of this model; classes: {', '.join(names)}") from None
-            labels = [lab] * num
+            labels = [_parse_label(config, label)] * num
     seeds = list(range(seed, seed + num))
     t0 = time.perf_counter()
     images, written = sample_direct(model, seeds, labels, [out_dir / f"{i:04d}.png" for i in range(num)])
@@ -189,7 +182,7 @@ def generate(
     if pipe.conditioner.uses_text:
         labels, texts = None, lines
     elif pipe.conditioner.uses_labels:
-        labels, texts = [_parse_label(pipe, ln) for ln in lines], None
+        labels, texts = [_parse_label(pipe.config, ln) for ln in lines], None
     else:
         raise GenimageError("this model is unconditional; use `genimage sample`")
     _write(pipe, seeds, labels, texts, negative, opts, paths, None, batch_size)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from genimage.errors import GenimageError
-from genimage.evaluation.sampling import conditions_for, draw_samples
+from genimage.evaluation.sampling import conditions_for, dataset_images, draw_samples, mean_bits_per_dim
 from genimage.utils.atomic import atomic_write_text
 
 COLUMNS = ("family", "fd", "kid", "precision", "recall", "bits_per_dim", "nfe", "images_per_s")
@@ -66,9 +66,7 @@ def measure(name: str, model_ref: str | Path, dataset, reference: torch.Tensor, 
            "kid": kid["kid"], "precision": pr["precision"], "recall": pr["recall"],
            "bits_per_dim": None, "nfe": lg.model.nfe_per_sample, "images_per_s": round(n / secs, 1)}
     if lg.model.has_likelihood:
-        with torch.no_grad():
-            bpd = torch.cat([lg.model.bits_per_dim(reference[i:i + 500]) for i in range(0, len(reference), 500)])
-        row["bits_per_dim"] = float(bpd.mean())
+        row["bits_per_dim"] = mean_bits_per_dim(lg.model, reference)
         row["bits_per_dim_is_bound"] = lg.model.likelihood_is_bound
     if cfg.channels == 1 and getattr(net, "name", "") == "digits":
         from genimage.metrics.recognizability import digits_recognizability
@@ -93,7 +91,7 @@ def compare(models: Sequence[tuple[str, str | Path]], data: str, out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     options = {"split": "train"} if data.startswith("builtin:") else {}
     dataset = open_dataset(data, seed=0, **options)
-    reference = torch.stack([dataset[i]["image"] for i in range(min(reference_limit, len(dataset)))])
+    reference = dataset_images(dataset, reference_limit)
     net = load_features(features or default_features(data))
     ref_features = net.features(reference)
     rows = []

@@ -19,7 +19,7 @@ import torch
 
 from genimage.errors import GenimageError
 from genimage.evaluation import plots
-from genimage.evaluation.sampling import conditions_for, draw_samples
+from genimage.evaluation.sampling import conditions_for, dataset_images, draw_samples, mean_bits_per_dim
 from genimage.utils.atomic import atomic_write_text
 
 FEATURES_BY_DATA = {"builtin:digits": "digits", "builtin:shapes": "shapes"}
@@ -42,11 +42,6 @@ def load_features(spec: str):
     from genimage.metrics.features import load_feature_net
 
     return load_feature_net(spec)
-
-
-def _images(dataset, limit: int | None = None) -> torch.Tensor:
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    return torch.stack([dataset[i]["image"] for i in range(n)])
 
 
 def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, seed: int = 0, split: str = "train",
@@ -90,7 +85,7 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
         raise GenimageError(f"{data} gives {dataset.image_size}px x {dataset.channels} channels; the model makes "
                             f"{cfg.image_size}px x {cfg.channels}")
     net = load_features(features or default_features(data))
-    reference = _images(dataset, reference_limit)
+    reference = dataset_images(dataset, reference_limit)
     log(f"model {model_ref} ({cfg.family}), {len(reference)} reference images, features: {net.source}")
 
     cond = conditions_for(cfg, n, dataset)
@@ -117,9 +112,7 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
         "quality": quality,
     }
     if lg.model.has_likelihood:
-        with torch.no_grad():
-            bpd = torch.cat([lg.model.bits_per_dim(reference[i:i + 500]) for i in range(0, len(reference), 500)])
-        report["bits_per_dim"] = {"value": float(bpd.mean()), "is_bound": lg.model.likelihood_is_bound,
+        report["bits_per_dim"] = {"value": mean_bits_per_dim(lg.model, reference), "is_bound": lg.model.likelihood_is_bound,
                                   "on": f"{len(reference)} reference images"}
     if prompts:
         from genimage.metrics.prompt_accuracy import evaluate_prompts

@@ -23,6 +23,19 @@ def conditions_for(config, n: int, dataset=None) -> list | None:
     return None
 
 
+def dataset_images(dataset, limit: int | None = None) -> torch.Tensor:
+    """The first ``limit`` (default: all) images of a dataset as one ``(N, C, H, W)`` tensor."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    return torch.stack([dataset[i]["image"] for i in range(n)])
+
+
+@torch.no_grad()
+def mean_bits_per_dim(model: GenerativeModel, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Mean ``model.bits_per_dim`` over ``images`` (families with a likelihood), in batches."""
+    return float(torch.cat([model.bits_per_dim(images[i:i + batch_size])
+                            for i in range(0, len(images), batch_size)]).mean())
+
+
 @torch.no_grad()
 def draw_samples(model: GenerativeModel, n: int, seed: int = 0, cond: list | None = None, batch_size: int = 250,
                  progress: Callable[[int], None] | None = None, **sample_kwargs) -> tuple[torch.Tensor, float]:

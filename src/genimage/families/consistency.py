@@ -35,6 +35,7 @@ from genimage.families.base import StepContext
 from genimage.families.teacher import StudentModel
 from genimage.models.config import ModelConfig
 from genimage.objectives.denoising import drop_condition
+from genimage.paths.conversions import PathCoefficients, noisy
 from genimage.samplers.timesteps import karras
 
 MODES = ("distillation", "training")
@@ -103,13 +104,12 @@ class ConsistencyModel(StudentModel):
         t, s = times[idx], times[idx + 1]
         eps = torch.randn(x0.shape, generator=gen).to(dev, x0.dtype)
         cond = drop_condition(batch.get("cond"), ctx.cond_drop_prob, gen)
-        tb = t.to(dev).view(-1, 1, 1, 1)
-        x_t = ((1 - tb) * x0.double() + tb * eps.double()).to(x0.dtype)
+        path = self.denoiser.path
+        x_t = noisy(x0, eps, PathCoefficients.at(path, t, x0.ndim))
         if self.mode == "distillation":
             x_s = self.teacher.step(x_t, t, s, cond)
         else:
-            sb = s.to(dev).view(-1, 1, 1, 1)
-            x_s = ((1 - sb) * x0.double() + sb * eps.double()).to(x0.dtype)
+            x_s = noisy(x0, eps, PathCoefficients.at(path, s, x0.ndim))
         with torch.no_grad():
             target = self.consistency(x_s, s, cond)
         with ctx.autocast():

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from genimage.families.io import LoadedGenerator, load_generator
-from genimage.provenance.record import GenerationRecord, png_pixels, read_pixels, save_png
+from genimage.provenance.record import GenerationRecord, save_png
 from genimage.samplers.noise import generators_for_seeds
 
 DIRECT_FAMILIES = ("gan", "vae", "normalizing-flow", "autoencoder")
@@ -52,14 +52,8 @@ def sample_direct(model_ref: str, seeds: Sequence[int], labels: Sequence[int | N
 
 def replay_direct(record: GenerationRecord, image_path: str | Path, model: str | None = None):
     """Regenerate ``image_path`` from its record; returns a ``pipeline.ReplayResult``."""
-    from genimage.pipeline import ReplayResult
+    from genimage.pipeline import compare_with_png
 
     lg = load_generator(model or record.model)
     image = generate_direct(lg, [record.seed], [record.label] if lg.config.num_classes else None)[0]
-    new = png_pixels(image).to(torch.int16)
-    old = read_pixels(image_path).to(torch.int16)
-    weights_match = lg.weights_sha256 == record.model_sha256
-    if new.shape != old.shape:
-        return ReplayResult(False, 255, int(old.numel()), record, weights_match)
-    diff = (new - old).abs()
-    return ReplayResult(bool(diff.max() == 0), int(diff.max()), int((diff > 0).sum()), record, weights_match)
+    return compare_with_png(image, image_path, record, lg.weights_sha256 == record.model_sha256)

@@ -31,6 +31,7 @@ from genimage.families.base import StepContext
 from genimage.families.teacher import StudentModel
 from genimage.models.config import ModelConfig
 from genimage.objectives.denoising import drop_condition
+from genimage.paths.conversions import PathCoefficients, noisy
 
 
 class ReflowModel(StudentModel):
@@ -95,7 +96,7 @@ class ReflowModel(StudentModel):
 
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         x_data = batch["image"]
-        b, dev, gen = x_data.shape[0], x_data.device, ctx.generator
+        b, gen = x_data.shape[0], ctx.generator
         eps, x_hat, cond = self._pairs(batch, gen)
         if x_hat is None:  # fresh pairs, with the batch's own conditioning
             x_hat = self.teacher.solve(eps.clone(), cond)
@@ -104,8 +105,7 @@ class ReflowModel(StudentModel):
             t = torch.ones(b, dtype=torch.float64)
         else:
             t = torch.rand(b, generator=gen, dtype=torch.float64)
-        tb = t.to(dev).view(-1, 1, 1, 1)
-        x_t = ((1 - tb) * x_hat.double() + tb * eps.double()).to(x_data.dtype)
+        x_t = noisy(x_hat.to(x_data.dtype), eps, PathCoefficients.at(self.denoiser.path, t, x_data.ndim))
         with ctx.autocast():
             v = self.denoiser.raw(x_t, t, cond)
         loss = (v.float() - (eps - x_hat).float()).pow(2).flatten(1).mean(1).mean()

@@ -44,9 +44,10 @@ class Teacher:
     def step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond) -> torch.Tensor:
         """One deterministic DDIM/Euler step of the teacher ODE from times ``t`` to ``s`` (``(B,)``
         each) on the linear path: ``x_s = (1 - s) x0_hat + s eps_hat``."""
+        from genimage.paths.conversions import PathCoefficients, noisy
+
         pred = self.model(x, t, cond)
-        s = s.to(x.device, torch.float64).view(-1, *([1] * (x.ndim - 1)))
-        return ((1 - s) * pred.x0.double() + s * pred.eps.double()).to(x.dtype)
+        return noisy(pred.x0.to(x.dtype), pred.eps, PathCoefficients.at(self.model.path, s, x.ndim))
 
 
 class StudentModel(DiffusionModel):

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from genimage.models.denoiser import Denoiser
+from genimage.paths.conversions import noisy
 
 TimeSampler = Callable[[int, torch.Generator, object], torch.Tensor]
 
@@ -71,7 +72,7 @@ class DenoisingObjective:
         eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         cond = drop_condition(batch.get("cond"), self.cond_drop_prob, generator)
         c = model.coefficients(t, x0.ndim)
-        x_t = (c.alpha.to(x0.device) * x0.double() + c.sigma.to(x0.device) * eps.double()).to(x0.dtype)
+        x_t = noisy(x0, eps, c)
         raw = model.raw(x_t, t, cond)
         target = model.target(x0, eps, t)
         return (raw.float() - target.float()).pow(2).flatten(1).mean(1)

@@ -49,6 +49,11 @@ class PathCoefficients:
         )
 
 
+def noisy(x0: torch.Tensor, eps: torch.Tensor, c: PathCoefficients) -> torch.Tensor:
+    """A point of the path: ``x_t = alpha x0 + sigma eps`` (float64 coefficients, cast to ``x0.dtype``)."""
+    return (c.alpha.to(x0.device) * x0.double() + c.sigma.to(x0.device) * eps.double()).to(x0.dtype)
+
+
 def check_prediction(kind: str) -> str:
     if kind not in PREDICTIONS:
         raise GenimageError(f"unknown prediction type {kind!r}; choose one of: {', '.join(PREDICTIONS)}")

@@ -327,9 +327,9 @@ class Trainer:
         window: list[float] = []
         extras: dict[str, list[float]] = {}
         t_window = time.perf_counter()
-        t_start = time.perf_counter()
+        deadline = time.perf_counter() + 60 * tc.max_minutes if tc.max_minutes else math.inf
         while self.step < tc.steps:
-            if tc.max_minutes and time.perf_counter() - t_start >= 60 * tc.max_minutes:
+            if time.perf_counter() >= deadline:
                 break
             t0 = time.perf_counter()
             window.append(self.train_step())
@@ -338,7 +338,7 @@ class Trainer:
                 if k != "loss":
                     extras.setdefault(k, []).append(float(v))
             bar.update(1)
-            out_of_time = bool(tc.max_minutes) and time.perf_counter() - t_start >= 60 * tc.max_minutes
+            out_of_time = time.perf_counter() >= deadline
             if self.step % tc.log_every == 0 or self.step == tc.steps or (out_of_time and window):
                 elapsed = time.perf_counter() - t_window
                 ips = len(window) * tc.batch_size * self.acc.num_processes / max(elapsed, 1e-9)
