@@ -9,10 +9,12 @@ bytes). genimage downloads nothing at run time, so the user supplies that file, 
 8 hex digits of the hash, the ``torch.hub`` naming convention).
 
 The file is a pickle, which genimage otherwise refuses; it is unpickled only after its hash
-matched (by torch-fidelity's ``torch.load``, restricted to tensors since torch 2.6's
-``weights_only=True`` default). The network itself
-comes from the ``torch-fidelity`` package (``FeatureExtractorInceptionV3``, TF-exact resize
-and blocks); without it a :class:`GenimageError` says what to install.
+matched, and then with ``torch.load(weights_only=True)`` (tensors and plain containers only).
+The network is genimage's own definition of the FID variant of Inception-v3
+(:mod:`genimage.metrics.inception_net`: torchvision's ``Inception3`` names and shapes, 1008
+classes, no aux head, TF-style pooling branches), so neither torchvision nor torch-fidelity is
+needed. Images go in as pytorch-fid feeds them for FID: quantised to 8-bit levels (as if saved
+to PNG), scaled to ``[0, 1]``, resized bilinearly to 299x299 and mapped to ``[-1, 1]``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import torch
 
 from genimage.errors import GenimageError
+from genimage.metrics.inception_net import FIDInceptionV3, load_fid_state_dict
 from genimage.utils.weights import sha256_file
 
 INCEPTION_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -55,12 +58,13 @@ class InceptionFeatures:
     feature_dim = 2048
     name = "inception"
 
-    def __init__(self, extractor: torch.nn.Module) -> None:
-        self.extractor = extractor.eval()
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net = net.eval()
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
-        """``(N, 2048)`` pool features. Grayscale is repeated to RGB; values are quantised to uint8."""
+        """``(N, 2048)`` pool3 features. Grayscale is repeated to RGB; values are quantised to
+        the 256 levels of an 8-bit image, then scaled to ``[0, 1]`` for the network."""
         from genimage.metrics.features import check_images
 
         images = check_images(images)
@@ -68,28 +72,31 @@ class InceptionFeatures:
             images = images.expand(-1, 3, -1, -1)
         if images.shape[1] != 3:
             raise GenimageError(f"Inception takes 1- or 3-channel images, got {images.shape[1]} channels")
+        if batch_size < 1:
+            raise GenimageError(f"batch_size must be >= 1, got {batch_size}")
+        self.net.eval()
         out = []
         for i in range(0, images.shape[0], batch_size):
-            u8 = ((images[i:i + batch_size].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            out.append(self.extractor(u8)[0].float())
-        return torch.cat(out)
+            levels = ((images[i:i + batch_size].clamp(-1, 1) + 1) * 127.5).round()
+            out.append(self.net(levels / 255.0).float())
+        return torch.cat(out) if out else torch.zeros(0, self.feature_dim)
 
 
 def load_inception(path: str | Path) -> InceptionFeatures:
     """Load the FID Inception-v3 from a local ``pt_inception-2015-12-05-6726825d.pth``.
 
+    The sha256 is checked first; only then is the file unpickled (``weights_only=True``) and
+    loaded, strictly, into :class:`~genimage.metrics.inception_net.FIDInceptionV3`.
+
     Raises:
-        GenimageError: The file is missing or its sha256 is not the published one, or the
-            ``torch-fidelity`` package (which provides the network definition) is not installed.
+        GenimageError: The file is missing, its sha256 is not the published one, it cannot be
+            read as a tensor state_dict, or its keys / shapes do not fit the network.
     """
     p = verify_inception_file(path)
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError:
-        raise GenimageError(
-            f"{p} passed the sha256 check, but building Inception-v3 needs the torch-fidelity package "
-            "(pip install torch-fidelity; it also installs torchvision). Without it, use genimage's domain "
-            "feature networks (load_feature_net('digits'), ...), whose scores are not comparable to published FID"
-        ) from None
-    extractor = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(p))
-    return InceptionFeatures(extractor)
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (any unpickling failure is a bad file)
+        raise GenimageError(f"{p} passed the sha256 check but could not be read as a PyTorch state_dict "
+                            f"({type(e).__name__}); re-download {INCEPTION_FILENAME}") from None
+    net = load_fid_state_dict(FIDInceptionV3(), state, source=str(p))
+    return InceptionFeatures(net)
