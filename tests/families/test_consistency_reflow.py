@@ -9,7 +9,18 @@ import torch
 from tiny import tiny_dataset, tiny_model_config, tiny_train_config
 
 from genimage.errors import GenimageError
-from genimage.families.consistency import ConsistencyModel, discretisation, lognormal_index_probs, pseudo_huber
+from genimage.families.consistency import (
+    CT_PRESETS,
+    ConsistencyModel,
+    consistency_settings,
+    ct_preset_model_config,
+    ct_preset_train_settings,
+    discretisation,
+    ect_pair_sigmas,
+    ict_double_every,
+    lognormal_index_probs,
+    pseudo_huber,
+)
 from genimage.families.reflow import ReflowModel
 from genimage.families.teacher import load_teacher, student_config_from_teacher
 from genimage.models.io import load_model
@@ -81,17 +92,76 @@ def test_distillation_starts_from_teacher_and_its_loss_falls_on_a_fixed_batch(tm
     assert losses[-1] < losses[0] * 0.7, losses
 
 
-def test_consistency_training_loss_falls_on_a_fixed_batch():
+@pytest.mark.parametrize("schedule", ["ict", "ect"])
+def test_consistency_training_loss_falls_on_a_fixed_batch(schedule):
     mc = dataclasses.replace(tiny_model_config(classes=10), family="consistency", objective="consistency-training",
-                             sampler="consistency", family_config={"mode": "training"})
+                             sampler="consistency", family_config={"mode": "training", "schedule": schedule})
     torch.manual_seed(0)
     losses = _fixed_batch_losses(ConsistencyModel(mc), _digits_batch(), 12, 2e-3)
     assert losses[-1] < losses[0] * 0.95, losses
 
 
+def test_ict_stage_length_and_ect_mapping():
+    # iCT Eq. 8: K' = floor(K / (log2(s1 / s0) + 1)); 10 -> 1280 doubles 7 times, so 8 stages
+    assert ict_double_every(3000, 10, 1280) == 375 and ict_double_every(3000, 10, 640) == 428
+    sigma = torch.tensor([0.01, 0.3, 1.0, 5.0, 80.0], dtype=torch.float64)
+    assert torch.equal(ect_pair_sigmas(sigma, 0), torch.zeros(5))  # stage 0: target = clean image
+    gaps = [sigma - ect_pair_sigmas(sigma, a) for a in range(4, 8)]
+    assert all(bool(((g > 0) & (g <= sigma)).all()) for g in gaps)
+    for a, b in zip(gaps, gaps[1:]):  # once r > 0, every stage halves t - r
+        assert torch.allclose(b / a, torch.full_like(a, 0.5))
+
+
+def test_consistency_settings_defaults_and_errors():
+    ect = consistency_settings({"mode": "training", "total_steps": 700})
+    assert (ect.schedule, ect.weighting, ect.p_mean, ect.p_std) == ("ect", "uniform", 0.0, 1.5)
+    assert ect.double_every == 100 and [ect.ect_stage(k) for k in (0, 99, 100, 650, 10**6)] == [0, 0, 1, 6, 6]
+    ict = consistency_settings({"mode": "training", "schedule": "ict", "double_every": 5})
+    assert (ict.weighting, ict.p_mean) == ("t", -1.1) and [ict.intervals(k) for k in (0, 5, 10, 10**4)] == [10, 20, 40, 640]
+    assert consistency_settings({"teacher": "digits"}).weighting == "t"  # distillation unchanged
+    for bad in ({"schedule": "cd"}, {"weighting": "edm"}, {"intervals_start": 0}, {"intervals_start": 20, "intervals_end": 10},
+                {"p_std": 0}, {"double_every": 0}, {"total_steps": "many"}, {"mode": "teach"}):
+        with pytest.raises(GenimageError):
+            consistency_settings({"mode": "training", **bad})
+
+
+def test_ect_starts_as_denoising_and_narrows_the_gap():
+    mc = dataclasses.replace(tiny_model_config(classes=10), family="consistency", objective="consistency-training",
+                             sampler="consistency", family_config={"mode": "training", "double_every": 10})
+    model = ConsistencyModel(mc)
+    gen = torch.Generator().manual_seed(0)
+    t0, s0, info0 = model._times(256, 0, gen)
+    assert torch.equal(s0, torch.zeros(256)) and bool((t0 > 0).all() & (t0 < 1).all()) and info0["stage"] == 0
+    t6, s6, info6 = model._times(256, 60, gen)
+    assert info6["stage"] == 6 and bool((s6 < t6).all()) and bool((s6 > 0).any())
+    assert float(((t6 - s6) / t6).median()) < 0.1  # 1 / 2^6 of the gap at stage 6
+    assert torch.equal(model._weight(t6, s6), torch.ones(256))  # ECT's default weighting is uniform
+
+
+def test_ct_tiny_preset_builds_a_valid_recipe():
+    from genimage.models.backbones.unet import UNetConfig
+    from genimage.training.loop import TrainConfig
+
+    assert "ct-tiny" in CT_PRESETS
+    mc = ct_preset_model_config("ct-tiny", image_size=8, channels=1, num_classes=10, overrides={"dropout": 0.1})
+    assert mc.family == "consistency" and mc.path == "linear" and mc.prediction == "velocity"
+    assert mc.backbone == "unet" and mc.backbone_config["dropout"] == 0.1 and mc.backbone_config["num_classes"] == 10
+    UNetConfig(**mc.backbone_config)  # geometry and group sizes are consistent
+    settings = consistency_settings(mc.family_config)
+    tc = TrainConfig(**ct_preset_train_settings("ct-tiny"))
+    tc.validate()
+    # the schedule runs through all its stages within the recipe's steps
+    assert settings.schedule == "ect" and settings.ect_stage(tc.steps - 1) == 6
+    with pytest.raises(GenimageError, match="ct-tiny"):
+        ct_preset_model_config("ct-huge", image_size=8, channels=1)
+    with pytest.raises(GenimageError, match="schedule"):
+        ct_preset_model_config("ct-tiny", image_size=8, channels=1, family_config={"schedule": "x"})
+
+
 def test_consistency_training_without_teacher_resumes_exactly(tmp_path):
     mc = dataclasses.replace(tiny_model_config(), family="consistency", objective="consistency-training",
-                             sampler="consistency", steps=2, family_config={"mode": "training", "double_every": 2})
+                             sampler="consistency", steps=2,
+                             family_config={"mode": "training", "schedule": "ict", "double_every": 2})
     straight = Trainer(mc, tiny_train_config(6), tiny_dataset(), tmp_path / "a")
     straight.train()
     first = Trainer(mc, tiny_train_config(3), tiny_dataset(), tmp_path / "b")
@@ -142,3 +212,26 @@ def test_students_refuse_bad_teachers_and_paths(tiny_model_dir, tmp_path):
         ConsistencyModel(dataclasses.replace(tiny_model_config(path="vp-cosine", prediction="eps"), family="consistency"))
     with pytest.raises(GenimageError, match="not found"):
         student_config_from_teacher(str(tmp_path / "nope"), "reflow", {})
+
+
+def test_cli_ct_preset_is_a_whole_recipe(tmp_path):
+    """`--preset ct-tiny` picks the UNet, the ECT schedule and the recipe's trainer settings;
+    explicit options still win, and a text-conditional CT preset is refused with a clear error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from genimage.cli.main import app
+
+    runner = CliRunner()
+    run = tmp_path / "ct"
+    res = runner.invoke(app, ["train", "--family", "consistency", "--preset", "ct-tiny", "--data", "builtin:digits",
+                              "--out", str(run), "--steps", "2", "--batch-size", "8", "--lr", "5e-4", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((run / "run.json").read_text())
+    assert info["model"]["backbone"] == "unet" and info["model"]["family_config"]["schedule"] == "ect"
+    train = info["training"]
+    assert (train["steps"], train["lr"], train["ema_decay"], train["cond_drop_prob"]) == (2, 5e-4, 0.995, 0.0)
+    res = runner.invoke(app, ["train", "--family", "consistency", "--preset", "ct-tiny", "--data", "builtin:shapes",
+                              "--length", "8", "--cond", "text", "--out", str(tmp_path / "x"), "--steps", "1"])
+    assert res.exit_code == 2 and "ct-tiny" in res.output

@@ -21,7 +21,7 @@ def train(
     teacher: Annotated[Optional[str], typer.Option(help="Teacher model (bundled name or folder) for --family consistency (distillation) or reflow")] = None,
     objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
-    preset: Annotated[str, typer.Option(help="Architecture size: tiny | small | base (diffusion); the family's presets otherwise")] = "small",
+    preset: Annotated[str, typer.Option(help="Architecture size: tiny | small | base (diffusion); ct-tiny (a whole recipe for --family consistency without --teacher); the family's presets otherwise")] = "small",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE (repeatable)")] = None,
     cond: Annotated[str, typer.Option(help="auto | label | text | none")] = "auto",
     path: Annotated[Optional[str], typer.Option(help="Noise path override (vp-cosine, vp-linear, edm, linear)")] = None,
@@ -35,7 +35,7 @@ def train(
     grad_clip: Annotated[Optional[float], typer.Option(help="Gradient-norm clip (0 = off) [default: 1.0, or the family's]")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="EMA decay [default: 0.999, or the family's]")] = None,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="bfloat16 autocast; default: auto (bf16 only on GPUs and CPUs with AMX/AVX512-BF16)")] = None,
-    cond_drop: Annotated[float, typer.Option(help="Conditioning dropout for classifier-free guidance")] = 0.1,
+    cond_drop: Annotated[Optional[float], typer.Option(help="Conditioning dropout for classifier-free guidance [default: 0.1, or the preset's]")] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, data order and noise")] = 0,
     sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = end only)")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
@@ -107,7 +107,8 @@ def train(
                         "reflow": dict(sampler="euler", schedule="uniform", guidance=1.0,
                                        steps=1 if overrides.get("distill") else 4)}
     family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
-                   "teacher_steps", "teacher_guidance", "teacher_sampler"}
+                   "teacher_steps", "teacher_guidance", "teacher_sampler", "schedule", "weighting", "total_steps",
+                   "p_mean", "p_std"}
     if teacher is not None and family not in student_defaults:
         raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
     if family == "reflow" and teacher is None:
@@ -128,6 +129,15 @@ def train(
         mc.training["data"] = data
         if mc.autoencoder:
             raise GenimageError(f"teacher {teacher!r} is a latent model; distilling latent models is not supported")
+    elif family == "consistency" and preset in fam.presets:  # a whole CT recipe (backbone, schedule, trainer)
+        from genimage.families.consistency import ct_preset_model_config, ct_preset_train_settings
+
+        if cond == "text":
+            raise GenimageError(f"--preset {preset} is class-conditional or unconditional; use --cond label or none")
+        mc = ct_preset_model_config(preset, image_size=dataset.image_size, channels=dataset.channels,
+                                    num_classes=num_classes, class_names=common["class_names"], overrides=overrides,
+                                    family_config=family_config, training=common["training"])
+        recipe_train = ct_preset_train_settings(preset)
     elif family in ("diffusion", "consistency"):
         text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
         bcfg = backbone_config(backbone, preset, image_size=geometry.image_size, channels=geometry.channels,
@@ -152,12 +162,13 @@ def train(
         mc = ModelConfig(backbone=family, backbone_config=bcfg, objective="", path="", prediction="",
                          steps=fam.train_defaults.get("sample_steps", 1), **common)
     defaults = {"steps": 1000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0,
-                **{k: v for k, v in fam.train_defaults.items() if k != "sample_steps"}}
+                "cond_drop_prob": 0.1, **{k: v for k, v in fam.train_defaults.items() if k != "sample_steps"},
+                **(recipe_train if family == "consistency" and teacher is None and preset in fam.presets else {})}
     given = {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "ema_decay": ema_decay,
-             "grad_clip": grad_clip}
-    steps, batch_size, lr, warmup_steps, ema_decay, grad_clip = (
+             "grad_clip": grad_clip, "cond_drop_prob": cond_drop}
+    steps, batch_size, lr, warmup_steps, ema_decay, grad_clip, cond_drop = (
         given[k] if given[k] is not None else defaults[k]
-        for k in ("steps", "batch_size", "lr", "warmup_steps", "ema_decay", "grad_clip"))
+        for k in ("steps", "batch_size", "lr", "warmup_steps", "ema_decay", "grad_clip", "cond_drop_prob"))
     from genimage.utils.precision import resolve_bf16
 
     bf16 = resolve_bf16(bf16)

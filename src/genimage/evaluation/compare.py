@@ -32,8 +32,10 @@ def train_family(family: str, data: str, out: Path, minutes: float, preset: str 
 
     args = ["train", "--family", family, "--data", data, "--out", str(out), "--steps", "10000000",
             "--max-minutes", str(minutes), "--seed", str(seed), "--no-progress", "--checkpoint-every", "1000"]
-    if family in ("diffusion", "consistency"):
+    if family == "diffusion":
         args += ["--preset", "small", "--set", "hidden=96", "--set", "depth=4", "--set", "patch_size=2"]
+    elif family == "consistency":  # training without a teacher: the measured CT recipe
+        args += ["--preset", "ct-tiny"]
     else:
         args += ["--preset", preset]
     if (out / "checkpoints").is_dir():

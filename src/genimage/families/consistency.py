@@ -1,5 +1,6 @@
 """Consistency models (Song et al. 2023, "Consistency Models"; Song & Dhariwal 2023,
-"Improved Techniques for Training Consistency Models" = iCT).
+"Improved Techniques for Training Consistency Models" = iCT; Geng et al. 2024, "Consistency
+Models Made Easy" = ECT).
 
 A consistency function maps every point of a probability-flow trajectory to its origin. On
 the linear path ``x_t = (1 - t) x0 + t eps`` we parameterise it with a velocity network as
@@ -14,17 +15,33 @@ Two ways to train (``family_config["mode"]``):
 * ``distillation`` (CD, paper Alg. 2): adjacent times ``t > s`` of a discretisation; the
   teacher takes one ODE step from ``x_t`` to ``x_s``; the loss pulls ``f(x_t, t)`` to the
   stop-gradient ``f(x_s, s)``. The student starts from the teacher's weights.
-* ``training`` (CT, no teacher, Alg. 3 with iCT's choices): ``x_s`` is the same noise at the
-  lower time; discretisation doubling every ``double_every`` steps from 10 to 640 intervals
-  (iCT Eq. 8), times drawn from iCT's lognormal over noise levels (Eq. 10).
+* ``training`` (CT, no teacher, Alg. 3): ``x_s`` is the same noise at the lower time. The
+  pairs ``t > s`` come from ``family_config["schedule"]``:
 
-Both use iCT's pseudo-Huber distance ``sqrt(|a - b|^2 + c^2) - c``, ``c = 0.00054 sqrt(d)``
-and weighting ``1 / (t - s)``, with the stop-gradient target of iCT (no separate EMA target).
+  - ``ect`` (default): continuous ``t`` (noise level ``sigma`` lognormal), ``s`` from ECT's
+    mapping ``r = t (1 - n(t) / 2^a)`` (Sec. 3.2): stage ``a = 0`` is plain denoising (target
+    = the clean image), each later stage halves ``t - s``. A stage lasts ``double_every``
+    steps; there are ``log2(intervals_end / intervals_start)`` halvings.
+  - ``ict``: a Karras discretisation doubling every ``double_every`` steps from
+    ``intervals_start`` (10) to ``intervals_end`` (640) intervals (iCT Eq. 8), interval index
+    drawn from iCT's lognormal over noise levels (Eq. 10).
+
+  ``total_steps`` (instead of ``double_every``) spreads the stages evenly over a run (iCT's
+  ``K' = K / (log2(s1 / s0) + 1)``).
+
+Both use iCT's pseudo-Huber distance ``sqrt(|a - b|^2 + c^2) - c``, ``c = 0.00054 sqrt(d)``,
+with the stop-gradient target of iCT (no separate EMA target). ``weighting`` is ``1 / (t - s)``
+in path time (``t``, the default of ``ict`` and distillation), ``1 / (sigma_t - sigma_s)``
+(``sigma``, iCT's) or 1 (``uniform``, the default of ``ect``): with ``1 / (t - s)`` ECT's
+denoising stage (``s = 0``) spends almost all weight on tiny ``t`` and the class-deciding
+high-noise region barely trains (digits, DiT, iCT's lognormal: samples ignored their labels and
+none was recognized after 1,250 steps; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,6 +56,15 @@ from genimage.paths.conversions import PathCoefficients, noisy
 from genimage.samplers.timesteps import karras
 
 MODES = ("distillation", "training")
+SCHEDULES = ("ict", "ect")
+WEIGHTINGS = ("t", "sigma", "uniform")
+# per-schedule defaults of the training settings (distillation uses the ``ict`` ones)
+SCHEDULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ict": {"weighting": "t", "p_mean": -1.1, "p_std": 2.0},  # iCT Sec. 3.5
+    # ECT's mapping with a lognormal centred on sigma = 1 (t = 0.5) and a uniform weighting:
+    # measured on digits (BENCHMARKS.md), not the papers' CIFAR settings (p_mean -1.1, p_std 2)
+    "ect": {"weighting": "uniform", "p_mean": 0.0, "p_std": 1.5},
+}
 
 
 def discretisation(path, intervals: int) -> torch.Tensor:
@@ -65,43 +91,137 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b).float().pow(2).flatten(1).sum(1) + c * c).sqrt() - c
 
 
+def ict_double_every(total_steps: int, start: int, end: int) -> int:
+    """iCT Eq. 8's stage length ``K' = floor(K / (log2(s1 / s0) + 1))`` for ``K`` total steps:
+    the discretisation doubles ``log2(s1 / s0)`` times, evenly over the run."""
+    return max(1, int(total_steps // (math.floor(math.log2(end / start)) + 1)))
+
+
+def ect_pair_sigmas(sigma: torch.Tensor, stage: int, k: float = 8.0, b: float = 1.0, q: float = 2.0) -> torch.Tensor:
+    """ECT's mapping ``r = t (1 - n(t) / q^a)``, ``n(t) = 1 + k sigmoid(-b t)``, clamped at 0
+    (Geng et al. 2024, "Consistency Models Made Easy", Sec. 3.2), in VE noise levels ``sigma``.
+
+    Stage ``a = 0`` gives ``r = 0`` everywhere: the target is the clean image, i.e. plain
+    denoising; every later stage halves the gap ``t - r`` (with ``q = 2``) towards the
+    consistency condition between neighbouring noise levels."""
+    n = 1.0 + k * torch.sigmoid(-b * sigma)
+    return (sigma * (1.0 - n / q**stage)).clamp(min=0.0)
+
+
+@dataclass(frozen=True)
+class ConsistencySettings:
+    """The training settings of ``family_config`` with their defaults filled in (see the
+    module docstring); built by :func:`consistency_settings`."""
+
+    mode: str
+    schedule: str
+    weighting: str
+    intervals_start: int
+    intervals_end: int
+    double_every: int
+    p_mean: float
+    p_std: float
+
+    def intervals(self, step: int) -> int:
+        """iCT's discretisation size at ``step``: ``min(s0 * 2^floor(step / K'), s1)`` intervals."""
+        return min(self.intervals_start * 2 ** (step // self.double_every), self.intervals_end)
+
+    def ect_stage(self, step: int) -> int:
+        """ECT's stage ``a`` at ``step``: one halving of ``t - s`` per ``double_every`` steps, at
+        most ``log2(intervals_end / intervals_start)`` of them."""
+        return min(step // self.double_every, math.floor(math.log2(self.intervals_end / self.intervals_start)))
+
+
+def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
+    """Validate ``family_config`` and fill in the defaults (those of ``ect`` for training from
+    scratch, of ``ict`` for distillation); raises :class:`GenimageError` on bad values."""
+    fc = family_config
+    mode = fc.get("mode", "distillation" if fc.get("teacher") else "training")
+    if mode not in MODES:
+        raise GenimageError(f"consistency mode must be one of {MODES}, got {mode!r}")
+    schedule = fc.get("schedule", "ect" if mode == "training" else "ict")
+    if schedule not in SCHEDULES:
+        raise GenimageError(f"consistency schedule must be one of {SCHEDULES}, got {schedule!r}")
+    defaults = SCHEDULE_DEFAULTS[schedule if mode == "training" else "ict"]
+    weighting = fc.get("weighting", defaults["weighting"])
+    if weighting not in WEIGHTINGS:
+        raise GenimageError(f"consistency weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    try:
+        start, end = int(fc.get("intervals_start", 10)), int(fc.get("intervals_end", 640))
+        p_mean, p_std = float(fc.get("p_mean", defaults["p_mean"])), float(fc.get("p_std", defaults["p_std"]))
+        total = int(fc.get("total_steps") or 0)
+        every = int(fc.get("double_every", 2000))
+    except (TypeError, ValueError) as exc:
+        raise GenimageError(f"consistency settings must be numbers: {exc}") from None
+    if not 1 <= start <= end:
+        raise GenimageError(f"consistency needs 1 <= intervals_start <= intervals_end, got {start} and {end}")
+    if not p_std > 0:
+        raise GenimageError(f"consistency p_std must be positive, got {p_std}")
+    if total < 0 or every < 1:
+        raise GenimageError(f"consistency needs total_steps >= 0 and double_every >= 1, got {total} and {every}")
+    if total:
+        every = ict_double_every(total, start, end)
+    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std)
+
+
 class ConsistencyModel(StudentModel):
     """A consistency model on the linear path; see the module docstring."""
 
     family = "consistency"
 
     def __init__(self, config: ModelConfig) -> None:
-        mode = config.family_config.get("mode", "distillation" if config.family_config.get("teacher") else "training")
-        if mode not in MODES:
-            raise GenimageError(f"consistency mode must be one of {MODES}, got {mode!r}")
+        settings = consistency_settings(config.family_config)
         super().__init__(config)
-        self.mode = mode
+        self.settings = settings
+        self.mode = settings.mode
 
     def init_for_training(self) -> None:
         if self.mode == "distillation":  # CD starts from the teacher (Song et al. 2023, Sec. 6)
             self.init_from_teacher()
 
     def _intervals(self, step: int) -> int:
-        fc = self.config.family_config
         if self.mode == "distillation":
-            return int(fc.get("intervals", 18))
-        s0, s1, every = int(fc.get("intervals_start", 10)), int(fc.get("intervals_end", 640)), int(fc.get("double_every", 2000))
-        return min(s0 * 2 ** (step // every), s1)
+            return int(self.config.family_config.get("intervals", 18))
+        return self.settings.intervals(step)
 
     def consistency(self, x: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
         """``f(x, t) = x - t v(x, t)``."""
         return self.denoiser(x, t, cond).x0
 
-    def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
-        x0 = batch["image"]
-        b, dev, gen = x0.shape[0], x0.device, ctx.generator
-        times = discretisation(self.denoiser.path, self._intervals(ctx.step))
+    def _times(self, b: int, step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Per-sample times ``t > s`` (float64 ``(B,)``) and metrics describing the discretisation."""
+        path = self.denoiser.path
+        cfg = self.settings
+        if self.mode == "training" and cfg.schedule == "ect":
+            sigma = (cfg.p_mean + cfg.p_std * torch.randn(b, generator=gen, dtype=torch.float64)).exp()
+            stage = cfg.ect_stage(step)
+            r = ect_pair_sigmas(sigma, stage)
+            t, s = path.t_from_sigma_hat(sigma), path.t_from_sigma_hat(r)
+            return t, s, {"stage": float(stage)}
+        times = discretisation(path, self._intervals(step))
         if self.mode == "training":
-            probs = lognormal_index_probs(self.denoiser.path, times)
+            probs = lognormal_index_probs(path, times, cfg.p_mean, cfg.p_std)
             idx = torch.multinomial(probs, b, replacement=True, generator=gen)
         else:
             idx = torch.randint(0, len(times) - 1, (b,), generator=gen)
-        t, s = times[idx], times[idx + 1]
+        return times[idx], times[idx + 1], {"intervals": float(len(times) - 1)}
+
+    def _weight(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``1 / (t - s)`` in path time (``"t"``), iCT's ``1 / (sigma_t - sigma_s)`` in VE noise
+        levels (``"sigma"``; ``sigma`` capped at 80, the top of the discretisation, so ``t = 1``
+        keeps a weight), or 1 (``"uniform"``: the time distribution alone sets the emphasis)."""
+        if self.settings.weighting == "uniform":
+            return torch.ones_like(t)
+        if self.settings.weighting == "sigma":
+            path = self.denoiser.path
+            cap = lambda u: path.sigma_hat(u).clamp(max=80.0)  # noqa: E731
+            return 1.0 / (cap(t) - cap(s)).clamp(min=1e-12)
+        return 1.0 / (t - s)
+
+    def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        x0 = batch["image"]
+        b, dev, gen = x0.shape[0], x0.device, ctx.generator
+        t, s, info = self._times(b, ctx.step, gen)
         eps = torch.randn(x0.shape, generator=gen).to(dev, x0.dtype)
         cond = drop_condition(batch.get("cond"), ctx.cond_drop_prob, gen)
         path = self.denoiser.path
@@ -114,15 +234,60 @@ class ConsistencyModel(StudentModel):
             target = self.consistency(x_s, s, cond)
         with ctx.autocast():
             out = self.consistency(x_t, t, cond)
-        weight = (1.0 / (t - s)).to(dev, torch.float32)
+        weight = self._weight(t, s).to(dev, torch.float32)
         loss = (weight * pseudo_huber(out, target)).mean() / weight.mean()
-        return {"loss": self.update(loss, ctx), "intervals": float(len(times) - 1)}
+        return {"loss": self.update(loss, ctx), **info}
+
+
+# Recipes for consistency training from scratch (no teacher), by preset name. Each names the
+# backbone and its preset (``genimage.models.presets``) plus overrides, the family settings and
+# the trainer settings the recipe was measured with (BENCHMARKS.md, "Every family on digits").
+CT_PRESETS: dict[str, dict[str, Any]] = {
+    # 8x8 digits on one CPU thread: >= 0.9 recognized with 1 or 2 steps in under 10 minutes
+    "ct-tiny": {
+        "backbone": "unet",
+        "backbone_preset": "tiny",
+        "backbone_overrides": {},
+        "family_config": {"mode": "training", "schedule": "ect", "double_every": 428},
+        "train": {"steps": 3000, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995, "cond_drop_prob": 0.0},
+    },
+}
+
+
+def ct_preset_model_config(name: str, *, image_size: int, channels: int, num_classes: int = 0,
+                           class_names: list[str] | None = None, overrides: dict[str, Any] | None = None,
+                           family_config: dict[str, Any] | None = None, **fields: Any) -> ModelConfig:
+    """The :class:`ModelConfig` of CT preset ``name`` for data of this geometry; ``overrides``
+    change the backbone config, ``family_config`` the family settings, ``fields`` other
+    ``ModelConfig`` fields (e.g. ``training``)."""
+    from genimage.models.presets import backbone_config
+
+    if name not in CT_PRESETS:
+        raise GenimageError(f"unknown consistency preset {name!r}; choose one of: {', '.join(CT_PRESETS)}")
+    recipe = CT_PRESETS[name]
+    bcfg = backbone_config(recipe["backbone"], recipe["backbone_preset"], image_size=image_size, channels=channels,
+                           num_classes=num_classes, overrides={**recipe["backbone_overrides"], **(overrides or {})})
+    fc = {**recipe["family_config"], **(family_config or {})}
+    consistency_settings(fc)  # fail early on bad settings
+    return ModelConfig(backbone=recipe["backbone"], backbone_config=bcfg, objective="consistency-training",
+                       path="linear", prediction="velocity", image_size=image_size, channels=channels,
+                       num_classes=num_classes, class_names=class_names, family="consistency", family_config=fc,
+                       sampler="consistency", schedule="uniform", steps=2, guidance=1.0, **fields)
+
+
+def ct_preset_train_settings(name: str) -> dict[str, Any]:
+    """The :class:`~genimage.training.loop.TrainConfig` fields CT preset ``name`` was measured with."""
+    if name not in CT_PRESETS:
+        raise GenimageError(f"unknown consistency preset {name!r}; choose one of: {', '.join(CT_PRESETS)}")
+    return dict(CT_PRESETS[name]["train"])
 
 
 register_family(FamilySpec(
     name="consistency",
     model_cls=ConsistencyModel,
-    presets={},  # architecture: the teacher's (distillation) or the diffusion backbone presets (training)
+    # distillation keeps the teacher's architecture; training from scratch takes a CT recipe
+    # (CT_PRESETS) or any diffusion backbone preset (--backbone/--preset)
+    presets=CT_PRESETS,
     description="consistency models: distillation from a flow-matching teacher (--teacher) or training without one; 1-2 step sampling",
     train_defaults={"lr": 1e-4, "ema_decay": 0.999, "warmup_steps": 0},
     conditioning=("label", "text", "none"),
