@@ -75,7 +75,8 @@ class Pipeline:
                 bf16=o.bf16, prompt=prompts[i] if prompts is not None else None,
                 negative=negative or None,
                 label=None if labels is None or labels[i] is None else int(labels[i]),
-                sampler_options=o.extra or None, genimage_version=__version__))
+                sampler_options=o.extra or None, genimage_version=__version__,
+                guidance_interval=list(o.guidance_interval) if o.guidance_interval else None))
         return out
 
     @staticmethod
@@ -116,7 +117,8 @@ def replay(image_path: str | Path, model: str | Path | None = None) -> ReplayRes
     if pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")
     options = SamplingOptions(sampler=record.sampler, schedule=record.schedule, steps=record.steps,
-                              guidance=record.guidance, bf16=record.bf16, extra=record.sampler_options or {})
+                              guidance=record.guidance, bf16=record.bf16, extra=record.sampler_options or {},
+                              guidance_interval=tuple(record.guidance_interval) if record.guidance_interval else None)
     labels = [record.label] if record.label is not None else None
     prompts = [record.prompt] if record.prompt is not None else None
     image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options)[0]

@@ -61,3 +61,17 @@ def test_eval_prompts_report(tiny_text_model_dir, tmp_path):
             assert 0.0 <= r[key] <= 1.0
         assert r["overall"] <= min(r["count"], r["binding"])
     assert report["images_per_s"] > 0
+
+
+def test_guidance_interval_is_recorded_and_replays(tiny_text_model_dir, tmp_path):
+    base = ["generate", "a red circle", "--model", str(tiny_text_model_dir), "--guidance", "4", "--steps", "4"]
+    assert runner.invoke(app, base + ["-o", str(tmp_path / "a.png")]).exit_code == 0
+    res = runner.invoke(app, base + ["-o", str(tmp_path / "b.png"), "--guidance-interval", "0.5,1"])
+    assert res.exit_code == 0, res.output
+    assert read_record(tmp_path / "b.png").guidance_interval == [0.5, 1.0]
+    assert read_record(tmp_path / "a.png").guidance_interval is None
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+    res = runner.invoke(app, ["replay", str(tmp_path / "b.png")])
+    assert res.exit_code == 0 and "identical" in res.output
+    res = runner.invoke(app, base + ["-o", str(tmp_path / "c.png"), "--guidance-interval", "0.9,0.1"])
+    assert res.exit_code == 2 and "guidance interval" in res.output

@@ -128,3 +128,32 @@ def test_cfg_wrapper_is_a_model_for_samplers():
     cond = {"label": torch.tensor([1, 2])}
     out = SAMPLERS.get("heun")(guided, x, ts, cond=cond)
     torch.testing.assert_close(out, SAMPLERS.get("heun")(model, x, ts), rtol=1e-12, atol=1e-12)
+
+
+def test_guidance_interval_guides_inside_and_runs_one_branch_outside():
+    """Kynkäänniemi et al. 2024: guidance only for lo <= t <= hi, the conditional model alone elsewhere."""
+    x, cond = make_inputs()
+    model = ToyConditionalModel()
+    limited = CFGDenoiser(model, 3.0, interval=(0.3, 0.8))
+    full = CFGDenoiser(ToyConditionalModel(), 3.0)
+    assert_pred_equal(limited(x, torch.tensor(0.5), cond), full(x, torch.tensor(0.5), cond), rtol=0, atol=0)
+    model.batches.clear()
+    outside = limited(x, torch.tensor(0.9), cond)
+    assert model.batches == [B], "outside the interval only the conditional branch runs"
+    assert_pred_equal(outside, model(x, torch.tensor(0.9), cond), rtol=0, atol=0)
+    # per-sample times straddling the interval: guided rows inside, conditional rows outside
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    mixed = limited(x, t, cond)
+    guided, plain = full(x, t, cond), model(x, t, cond)
+    for i, inside in enumerate([False, True, False]):
+        want = guided if inside else plain
+        torch.testing.assert_close(mixed.x0[i], want.x0[i], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(mixed.eps[i], want.eps[i], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [(0.5, 0.2), (-0.1, 0.5), (0.2, 1.5), ("a", 1), (0.5,)])
+def test_bad_guidance_interval_is_a_clear_error(bad):
+    from genimage.generation import check_guidance_interval
+
+    with pytest.raises(GenimageError, match="guidance interval"):
+        check_guidance_interval(bad)

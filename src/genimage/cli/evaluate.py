@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from genimage.cli.common import handle_errors, parse_named_models
-from genimage.cli.sample import GuidanceOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt
+from genimage.cli.sample import GuidanceOpt, IntervalOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt, parse_interval
 from genimage.errors import GenimageError
 
 from typer.core import TyperGroup
@@ -41,7 +41,7 @@ def prompts(
     n: Annotated[int, typer.Option("-n", help="Prompts per split (seen and held-out)")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of prompts and images")] = 0,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
-    guidance: GuidanceOpt = None, bf16: PrecisionOpt = None,
+    guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, bf16: PrecisionOpt = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the report as JSON here")] = None,
 ) -> None:
     """Prompt accuracy on the shapes benchmark: count, colour-shape binding, position, overall;
@@ -56,7 +56,8 @@ def prompts(
     pipe = Pipeline.from_pretrained(model)
     if not pipe.conditioner.uses_text:
         raise GenimageError("eval prompts needs a text-conditional model trained on builtin:shapes")
-    opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance, bf16=bf16)
+    opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance, bf16=bf16,
+                        guidance_interval=parse_interval(guidance_interval))
     bar = tqdm(total=2 * n, desc="eval", unit="img", disable=None)
     last = {"v": 0}
 

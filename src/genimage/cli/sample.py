@@ -16,12 +16,25 @@ SamplerOpt = Annotated[Optional[str], typer.Option(help="euler | heun | ddim | d
 ScheduleOpt = Annotated[Optional[str], typer.Option(help="uniform | karras (default: the model's)")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="Sampler steps (default: the model's)")]
 GuidanceOpt = Annotated[Optional[float], typer.Option(help="Classifier-free guidance weight (default: the model's)")]
+IntervalOpt = Annotated[Optional[str], typer.Option(
+    help="LO,HI: apply guidance only at path times LO <= t <= HI (t=1 is noise); one network evaluation "
+         "instead of two elsewhere (default: the model's)")]
 EtaOpt = Annotated[Optional[float], typer.Option(help="DDIM eta (0 = deterministic, 1 = DDPM)")]
 PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Network precision (default: auto: bf16 only where the hardware makes it fast)")]
 
 
-def _options(pipe, sampler, schedule, steps, guidance, eta, bf16):
-    opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance, bf16=bf16)
+def parse_interval(text: str | None) -> tuple[float, float] | None:
+    """``"LO,HI"`` -> ``(lo, hi)`` (checked); ``None`` stays ``None``."""
+    if text is None:
+        return None
+    from genimage.generation import check_guidance_interval
+
+    return check_guidance_interval(text.split(","))
+
+
+def _options(pipe, sampler, schedule, steps, guidance, eta, bf16, interval=None):
+    opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance, bf16=bf16,
+                        guidance_interval=parse_interval(interval))
     if eta is not None:
         if opts.sampler != "ddim":
             raise GenimageError("--eta applies only to --sampler ddim")
@@ -57,7 +70,8 @@ def sample(
     prompt: Annotated[Optional[str], typer.Option(help="Text prompt for every image")] = None,
     negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
-    guidance: GuidanceOpt = None, eta: EtaOpt = None, bf16: PrecisionOpt = None,
+    guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
+    bf16: PrecisionOpt = None,
     grid: Annotated[Optional[Path], typer.Option(help="Also write all images as one grid PNG")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
 ) -> None:
@@ -71,7 +85,7 @@ def sample(
         _sample_direct(model, config, num, seed, label, prompt, out_dir, grid)
         return
     pipe = Pipeline.from_pretrained(model)
-    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16)
+    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     seeds = list(range(seed, seed + num))
     labels = [_parse_label(pipe.config, label)] * num if label is not None else None
     if labels is None and pipe.conditioner.uses_labels:
@@ -153,7 +167,8 @@ def generate(
     seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i")] = 0,
     negative: Annotated[Optional[str], typer.Option(help="Negative prompt")] = None,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
-    guidance: GuidanceOpt = None, eta: EtaOpt = None, bf16: PrecisionOpt = None,
+    guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
+    bf16: PrecisionOpt = None,
     size: Annotated[Optional[int], typer.Option(help="Image size (must equal the model's)")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch")] = 64,
 ) -> None:
@@ -177,7 +192,7 @@ def generate(
     pipe = Pipeline.from_pretrained(model)
     if size is not None and size != pipe.config.image_size:
         raise GenimageError(f"--size {size}: this model generates {pipe.config.image_size}px images only")
-    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16)
+    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     seeds = list(range(seed, seed + len(lines)))
     if pipe.conditioner.uses_text:
         labels, texts = None, lines

@@ -42,6 +42,7 @@ def train(
     sampler: Annotated[str, typer.Option(help="Default sampler stored with the model")] = "euler",
     sample_steps: Annotated[int, typer.Option(help="Default sampling steps stored with the model")] = 16,
     guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
+    guidance_interval: Annotated[Optional[str], typer.Option(help="Default guidance interval LO,HI stored with the model (path times; see generate --help)")] = None,
     text_max_length: Annotated[int, typer.Option(help="Text tokens kept per caption (text conditioning)")] = 32,
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
@@ -146,6 +147,10 @@ def train(
                          prediction=spec.prediction, text_encoder="minilm" if cond == "text" else None,
                          text_max_length=text_len, sampler=sampler, schedule="uniform", steps=sample_steps,
                          guidance=guidance, **common)
+        if guidance_interval is not None:
+            from genimage.cli.sample import parse_interval
+
+            mc.guidance_interval = list(parse_interval(guidance_interval))
         if family == "consistency":  # consistency training from scratch: linear path, velocity network
             mc = dataclasses.replace(mc, objective="consistency-training", path="linear", prediction="velocity",
                                      family_config={"mode": "training", **family_config},

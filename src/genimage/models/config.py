@@ -38,6 +38,8 @@ class ModelConfig:
         schedule: Default timestep schedule name.
         steps: Default number of sampling steps.
         guidance: Default classifier-free guidance weight.
+        guidance_interval: Default ``[lo, hi]`` of path times where guidance applies
+            (:class:`~genimage.generation.SamplingOptions`); ``None`` = every step.
         training: Free-form record of how it was trained (steps, data, wall time).
         family: Model family (:mod:`genimage.families`); ``"diffusion"`` covers every
             denoising objective (DDPM, EDM, flow matching, rectified flow). For other
@@ -75,10 +77,11 @@ class ModelConfig:
     family_config: dict[str, Any] = field(default_factory=dict)
     autoencoder: str | None = None
     latent_shape: list[int] | None = None
+    guidance_interval: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("autoencoder", "latent_shape"):  # pixel models keep the original config.json keys
+        for key in ("autoencoder", "latent_shape", "guidance_interval"):  # older configs keep their exact keys
             if data[key] is None:
                 del data[key]
         return data

@@ -44,6 +44,7 @@ class GenerationRecord:
         negative: Negative prompt, if any.
         label: Class label, if any.
         sampler_options: Extra sampler arguments (e.g. DDIM's eta).
+        guidance_interval: ``[lo, hi]`` path times where guidance applied, if limited.
         genimage_version: Package version that made it.
     """
 
@@ -64,9 +65,13 @@ class GenerationRecord:
     label: int | None = None
     sampler_options: dict[str, Any] | None = None
     genimage_version: str = ""
+    guidance_interval: list[float] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if data["guidance_interval"] is None:  # records without it keep their earlier exact form
+            del data["guidance_interval"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "GenerationRecord":
