@@ -9,6 +9,10 @@ model's guidance 2.0, 10 evaluations are 5 sampler steps. The same comparison wi
 against the 1,500 training digits; n samples with seeds 0..n-1, balanced labels.
 
     python benchmarks/sampler_goals.py --teacher digits --consistency runs/fam_cd -n 1000
+
+``--renoise-time T`` adds a 2-step consistency row that re-noises to path time ``T`` instead of
+the schedule's 0.5 (the sampler's ``renoise_times``, Song et al. 2023 Alg. 1; pick ``T`` on
+other seeds than the ones measured here).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def main() -> None:
     ap.add_argument("--teacher", default="digits")
     ap.add_argument("--consistency", default=None)
     ap.add_argument("-n", type=int, default=1000)
+    ap.add_argument("--renoise-time", type=float, default=None,
+                    help="also measure the 2-step consistency model re-noising to this time (default row: 0.5)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--settings", default="guided,unguided",
                     help="comma list: guided (the model's guidance, 2 evaluations per step), unguided (guidance 1)")
@@ -45,15 +51,17 @@ def main() -> None:
     cond = conditions_for(teacher.config, args.n)
     rows = []
 
-    def run(name, lg, sampler, steps, guidance):
+    def run(name, lg, sampler, steps, guidance, extra=None):
         opts = dataclasses.replace(SamplingOptions.defaults(lg.config), sampler=sampler, steps=steps, guidance=guidance)
+        if extra:
+            opts.extra = {**opts.extra, **extra}
         t0 = time.perf_counter()
         images, _ = draw_samples(lg.model, args.n, 0, cond, options=opts)
         secs = time.perf_counter() - t0
         guided = guidance != 1.0
         nfe = steps * (2 if guided else 1)
         row = {"model": name, "sampler": sampler, "steps": steps, "guidance": guidance, "nfe": nfe,
-               "fd": frechet_distance(net.features(images), ref), "seconds": round(secs, 1)}
+               "fd": frechet_distance(net.features(images), ref), "seconds": round(secs, 1), **(extra or {})}
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -68,6 +76,8 @@ def main() -> None:
         cm = load_generator(args.consistency)
         for steps in (1, 2):
             run("consistency", cm, "consistency", steps, 1.0)
+        if args.renoise_time is not None:
+            run("consistency", cm, "consistency", 2, 1.0, {"renoise_times": args.renoise_time})
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=2)
