@@ -43,11 +43,34 @@ def main() -> None:
         pipe(seeds, labels=labels, prompts=prompts, options=opts, batch_size=args.batch)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    nfe = opts.steps * (2 if opts.sampler == "heun" else 1)
-    print(f"model {args.model}: {opts.sampler} {opts.steps} steps, guidance {opts.guidance}, bf16 {opts.bf16}, "
+    nfe = count_nfe(pipe, opts)
+    print(f"model {args.model}: {opts.sampler} {opts.steps} steps, guidance {opts.guidance}"
+          f"{f' in t={opts.guidance_interval}' if opts.guidance_interval else ''}, bf16 {opts.bf16}, "
           f"batch {args.batch}, {args.threads} threads")
-    print(f"{args.batch / med:.1f} images/s (median of {args.repeats}; {nfe} network evaluations per image"
-          f"{', x2 batch for guidance' if opts.guidance != 1 else ''})")
+    print(f"{args.batch / med:.1f} images/s (median of {args.repeats}; {nfe} network evaluations per image, "
+          "both guidance branches counted)")
+
+
+def count_nfe(pipe, opts) -> int:
+    """Network evaluations per image, counted by running one image through a counting wrapper."""
+    from genimage.conditioning.cfg import CFGDenoiser
+
+    counts = {"n": 0}
+    inner = CFGDenoiser.forward
+
+    def counting(self, x, t, cond=None):
+        outside = bool(torch.as_tensor(self._outside_interval(t)).all())
+        counts["n"] += 2 if cond is not None and self.guidance != 1.0 and not outside else 1
+        return inner(self, x, t, cond)
+
+    CFGDenoiser.forward = counting
+    try:
+        prompts = ["a red circle"] if pipe.conditioner.uses_text else None
+        labels = [0] if pipe.conditioner.uses_labels else None
+        pipe([0], labels=labels, prompts=prompts, options=opts)
+    finally:
+        CFGDenoiser.forward = inner
+    return counts["n"]
 
 
 if __name__ == "__main__":
