@@ -59,8 +59,7 @@ def count_nfe(pipe, opts) -> int:
     inner = CFGDenoiser.forward
 
     def counting(self, x, t, cond=None):
-        outside = bool(torch.as_tensor(self._outside_interval(t)).all())
-        counts["n"] += 2 if cond is not None and self.guidance != 1.0 and not outside else 1
+        counts["n"] += 2 if cond is not None and self.guidance != 1.0 and self.outside_interval(t) is not True else 1
         return inner(self, x, t, cond)
 
     CFGDenoiser.forward = counting

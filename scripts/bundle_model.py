@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from genimage.errors import GenimageError
-from genimage.generation import check_guidance_interval
+from genimage.cli.sample import parse_interval
 from genimage.models.config import ModelConfig
 from genimage.models.io import WEIGHTS_FILE, save_model
 from genimage.utils.weights import load_safetensors
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.guidance is not None:
             config.guidance = args.guidance
         if args.guidance_interval:
-            config.guidance_interval = list(check_guidance_interval(args.guidance_interval.split(",")))
+            config.guidance_interval = list(parse_interval(args.guidance_interval))
         if args.wall_time_s is not None:
             config.training["wall_time_s"] = args.wall_time_s
         if args.dest.exists():  # keep hand-written files such as MODEL_CARD.md, replace the model

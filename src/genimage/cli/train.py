@@ -116,6 +116,7 @@ def train(
         raise GenimageError("--family reflow needs --teacher MODEL (the flow whose paths it straightens)")
     if family in student_defaults:
         family_config = {k: overrides.pop(k) for k in list(overrides) if k in family_keys}
+    recipe_train: dict = {}  # trainer settings of a whole CT recipe (--preset ct-tiny)
     if teacher is not None:
         from genimage.families.teacher import student_config_from_teacher
 
@@ -152,9 +153,9 @@ def train(
 
             mc.guidance_interval = list(parse_interval(guidance_interval))
         if family == "consistency":  # consistency training from scratch: linear path, velocity network
-            mc = dataclasses.replace(mc, objective="consistency-training", path="linear", prediction="velocity",
-                                     family_config={"mode": "training", **family_config},
-                                     **student_defaults["consistency"])
+            from genimage.families.consistency import as_training_config
+
+            mc = as_training_config(mc, family_config)
     else:
         if preset not in fam.presets:
             raise GenimageError(f"--family {family} has presets {' | '.join(sorted(fam.presets))}, not {preset!r}")
@@ -168,7 +169,7 @@ def train(
                          steps=fam.train_defaults.get("sample_steps", 1), **common)
     defaults = {"steps": 1000, "batch_size": 64, "lr": 3e-4, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0,
                 "cond_drop_prob": 0.1, **{k: v for k, v in fam.train_defaults.items() if k != "sample_steps"},
-                **(recipe_train if family == "consistency" and teacher is None and preset in fam.presets else {})}
+                **recipe_train}
     given = {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "ema_decay": ema_decay,
              "grad_clip": grad_clip, "cond_drop_prob": cond_drop}
     steps, batch_size, lr, warmup_steps, ema_decay, grad_clip, cond_drop = (

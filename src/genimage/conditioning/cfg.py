@@ -61,30 +61,31 @@ class CFGDenoiser(nn.Module):
         self.uncond = uncond
         self.interval = None if interval is None else (float(interval[0]), float(interval[1]))
 
-    def _outside_interval(self, t) -> torch.Tensor | bool:
-        """Whether ``t`` lies outside the guidance interval (per sample for a tensor ``t``)."""
+    def outside_interval(self, t) -> torch.Tensor | bool:
+        """``True`` / ``False`` when every sample's time is outside / inside the guidance
+        interval, else a per-sample BoolTensor (True where outside)."""
         if self.interval is None:
             return False
         lo, hi = self.interval
-        if torch.is_tensor(t):
-            return (t < lo) | (t > hi)
-        return not (lo <= float(t) <= hi)
+        t = torch.as_tensor(t)
+        outside = (t < lo) | (t > hi)
+        if bool(outside.all()) or not bool(outside.any()):
+            return bool(outside.all())
+        return outside
 
     def forward(self, x: torch.Tensor, t, cond: Cond = None) -> Prediction:
         if cond is None or self.guidance == 1.0:
             return self.model(x, t, cond)
-        outside = self._outside_interval(t)
-        if torch.is_tensor(outside) and outside.ndim == 0:
-            outside = bool(outside)
-        if outside is True or (torch.is_tensor(outside) and bool(outside.all())):
+        outside = self.outside_interval(t)
+        if outside is True:
             return self.model(x, t, cond)
         uncond = self.uncond if self.uncond is not None else null_condition(cond)
-        if self.guidance == 0.0 and not torch.is_tensor(outside):
+        if self.guidance == 0.0 and outside is False:
             return self.model(x, t, uncond)
         t2 = t if not torch.is_tensor(t) or t.ndim == 0 else torch.cat([t, t])
         both = self.model(torch.cat([x, x]), t2, concat_conditions(cond, uncond))
         w = self.guidance
-        if torch.is_tensor(outside):  # per-sample times straddling the interval: no guidance where outside
+        if outside is not False:  # per-sample times straddling the interval: no guidance where outside
             w = torch.where(outside, 1.0, w).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
         c0, u0 = both.x0.chunk(2)
         ce, ue = both.eps.chunk(2)

@@ -40,6 +40,7 @@ none was recognized after 1,250 steps; see BENCHMARKS.md).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -254,6 +255,23 @@ CT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def as_training_config(config: ModelConfig, family_config: dict[str, Any] | None = None) -> ModelConfig:
+    """``config`` (any diffusion backbone) set up for consistency training from scratch: the
+    linear path with a velocity network, ``family_config`` as training-mode settings, and the
+    2-step consistency sampler as the default (checks the settings)."""
+    fc = {"mode": "training", **(family_config or {})}
+    consistency_settings(fc)  # fail early on bad settings
+    return dataclasses.replace(config, family="consistency", objective="consistency-training", path="linear",
+                               prediction="velocity", family_config=fc, sampler="consistency", schedule="uniform",
+                               steps=2, guidance=1.0)
+
+
+def _ct_recipe(name: str) -> dict[str, Any]:
+    if name not in CT_PRESETS:
+        raise GenimageError(f"unknown consistency preset {name!r}; choose one of: {', '.join(CT_PRESETS)}")
+    return CT_PRESETS[name]
+
+
 def ct_preset_model_config(name: str, *, image_size: int, channels: int, num_classes: int = 0,
                            class_names: list[str] | None = None, overrides: dict[str, Any] | None = None,
                            family_config: dict[str, Any] | None = None, **fields: Any) -> ModelConfig:
@@ -262,24 +280,18 @@ def ct_preset_model_config(name: str, *, image_size: int, channels: int, num_cla
     ``ModelConfig`` fields (e.g. ``training``)."""
     from genimage.models.presets import backbone_config
 
-    if name not in CT_PRESETS:
-        raise GenimageError(f"unknown consistency preset {name!r}; choose one of: {', '.join(CT_PRESETS)}")
-    recipe = CT_PRESETS[name]
+    recipe = _ct_recipe(name)
     bcfg = backbone_config(recipe["backbone"], recipe["backbone_preset"], image_size=image_size, channels=channels,
                            num_classes=num_classes, overrides={**recipe["backbone_overrides"], **(overrides or {})})
-    fc = {**recipe["family_config"], **(family_config or {})}
-    consistency_settings(fc)  # fail early on bad settings
-    return ModelConfig(backbone=recipe["backbone"], backbone_config=bcfg, objective="consistency-training",
-                       path="linear", prediction="velocity", image_size=image_size, channels=channels,
-                       num_classes=num_classes, class_names=class_names, family="consistency", family_config=fc,
-                       sampler="consistency", schedule="uniform", steps=2, guidance=1.0, **fields)
+    base = ModelConfig(backbone=recipe["backbone"], backbone_config=bcfg, objective="", path="", prediction="",
+                       image_size=image_size, channels=channels, num_classes=num_classes, class_names=class_names,
+                       **fields)
+    return as_training_config(base, {**recipe["family_config"], **(family_config or {})})
 
 
 def ct_preset_train_settings(name: str) -> dict[str, Any]:
     """The :class:`~genimage.training.loop.TrainConfig` fields CT preset ``name`` was measured with."""
-    if name not in CT_PRESETS:
-        raise GenimageError(f"unknown consistency preset {name!r}; choose one of: {', '.join(CT_PRESETS)}")
-    return dict(CT_PRESETS[name]["train"])
+    return dict(_ct_recipe(name)["train"])
 
 
 register_family(FamilySpec(
