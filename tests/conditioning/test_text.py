@@ -196,3 +196,29 @@ def test_matches_sentence_transformers(enc):
     prompts = ["a red circle", "a photo of two cats sleeping on a sofa"]
     ref = model.encode(prompts, convert_to_tensor=True)
     assert torch.allclose(enc.encode(prompts)["text_pooled"], ref, atol=1e-5)
+
+
+def test_layers_concatenate_hidden_states(enc):
+    both = TextEncoder.from_name("minilm", max_length=L, layers=[0, -1])
+    prompts = ["a red circle to the left of a blue square", "two green squares"]
+    out, last = both.encode(prompts), enc.encode(prompts)
+    assert both.dim == 768 and out["text"].shape == (2, L, 768) and out["text_pooled"].shape == (2, 768)
+    assert torch.equal(out["text_mask"], last["text_mask"])
+    assert torch.allclose(out["text"][..., 384:], last["text"], atol=1e-5)  # -1 is the last hidden state
+    tok = enc.tokenizer(prompts, padding="max_length", max_length=L, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        layer0 = enc.model(**tok, output_hidden_states=True).hidden_states[0]
+    mask = out["text_mask"].unsqueeze(-1)
+    assert torch.allclose(out["text"][..., :384], layer0 * mask, atol=1e-5)
+    # The reason for the option: layer 0 tells "left" from "right" much better than the last.
+    mirror = both.encode(["a red circle to the left of a blue square", "a red circle to the right of a blue square"])
+    lo, hi = mirror["text"][:, 6, :384], mirror["text"][:, 6, 384:]  # the token "left" / "right"
+    assert _cos(lo[0], lo[1]) < _cos(hi[0], hi[1])
+    assert "layers=[0, -1]" in repr(both)
+
+
+@pytest.mark.parametrize("layers, message", [([7], "does not exist"), ([-8], "does not exist"), ([], "at least one"),
+                                             ([0, -7], "same layer twice"), ("0,1", "list of integers")])
+def test_bad_layers_are_clear_errors(enc, layers, message):
+    with pytest.raises(GenimageError, match=message):
+        TextEncoder(enc.model, enc.tokenizer, name="x", max_length=8, normalize=True, layers=layers)

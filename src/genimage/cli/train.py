@@ -13,6 +13,19 @@ from genimage.cli.common import echo_json, handle_errors, parse_key_values
 from genimage.errors import GenimageError
 
 
+def parse_text_layers(value: str | None) -> tuple[int, ...] | None:
+    """``--text-layers "0,-1"`` -> ``(0, -1)``; ``None`` stays ``None`` (the last layer)."""
+    if value is None:
+        return None
+    from genimage.conditioning.text import check_text_layers
+
+    try:
+        layers = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise GenimageError(f"--text-layers takes comma-separated integers such as 0,-1, got {value!r}") from None
+    return check_text_layers(layers, None)
+
+
 @handle_errors
 def train(
     data: Annotated[str, typer.Option(help="builtin:digits | builtin:shapes | builtin:photos | an image folder")],
@@ -44,6 +57,7 @@ def train(
     guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
     guidance_interval: Annotated[Optional[str], typer.Option(help="Default guidance interval LO,HI stored with the model (path times; see generate --help)")] = None,
     text_max_length: Annotated[int, typer.Option(help="Text tokens kept per caption (text conditioning)")] = 32,
+    text_layers: Annotated[Optional[str], typer.Option(help="Text-encoder hidden layers whose states are concatenated, e.g. 0,-1 (0 = embeddings, -1 = last) [default: the last]")] = None,
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
@@ -65,6 +79,7 @@ def train(
 
     load_all_families()
     fam = FAMILIES.get(family)
+    layers = parse_text_layers(text_layers)
     if family in ("diffusion", "consistency"):
         spec = OBJECTIVES.get(objective)
         SAMPLERS.get(sampler)
@@ -92,7 +107,7 @@ def train(
         from genimage.latent.training import prepare_latent_training
 
         latent = prepare_latent_training(autoencoder, dataset, out, text_encoder="minilm" if cond == "text" else None,
-                                         text_max_length=text_max_length, cache_dir=latent_cache, progress=progress)
+                                         text_max_length=text_max_length, text_layers=layers, cache_dir=latent_cache, progress=progress)
         typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
                    f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
                    + ("" if latent.text is None else
@@ -141,12 +156,13 @@ def train(
                                     family_config=family_config, training=common["training"])
         recipe_train = ct_preset_train_settings(preset)
     elif family in ("diffusion", "consistency"):
-        text_dim, text_len = (384, text_max_length) if cond == "text" else (0, text_max_length)
+        text_dim, text_len = (384 * len(layers or [-1]), text_max_length) if cond == "text" else (0, text_max_length)
         bcfg = backbone_config(backbone, preset, image_size=geometry.image_size, channels=geometry.channels,
                                num_classes=num_classes, text_dim=text_dim, max_text_len=text_len, overrides=overrides)
         mc = ModelConfig(backbone=backbone, backbone_config=bcfg, objective=objective, path=path or spec.path,
                          prediction=spec.prediction, text_encoder="minilm" if cond == "text" else None,
-                         text_max_length=text_len, sampler=sampler, schedule="uniform", steps=sample_steps,
+                         text_max_length=text_len, text_layers=list(layers) if layers and cond == "text" else None,
+                         sampler=sampler, schedule="uniform", steps=sample_steps,
                          guidance=guidance, **common)
         if guidance_interval is not None:
             from genimage.cli.sample import parse_interval

@@ -16,7 +16,8 @@ from genimage.models.config import ModelConfig
 
 class Conditioner:
     """Args:
-        config: The model config (``num_classes``, ``text_encoder``, ``text_max_length``).
+        config: The model config (``num_classes``, ``text_encoder``, ``text_max_length``,
+            ``text_layers``).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -36,7 +37,8 @@ class Conditioner:
         if self._text_encoder is None:
             from genimage.conditioning.text import TextEncoder
 
-            self._text_encoder = TextEncoder.from_name(self.config.text_encoder, max_length=self.config.text_max_length)
+            self._text_encoder = TextEncoder.from_name(self.config.text_encoder, max_length=self.config.text_max_length,
+                                                       layers=self.config.text_layers)
         return self._text_encoder
 
     def label_tensor(self, labels: Sequence[int | None]) -> torch.Tensor:

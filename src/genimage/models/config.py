@@ -34,6 +34,8 @@ class ModelConfig:
         class_names: Names of the classes (``class_names[label]``), if any.
         text_encoder: Text encoder name or folder (``"minilm"``), or ``None`` if not text-conditional.
         text_max_length: Token length of text conditioning.
+        text_layers: Hidden layers of the text encoder whose states are concatenated
+            (:class:`~genimage.conditioning.text.TextEncoder`); ``None`` = the last one.
         sampler: Default sampler name.
         schedule: Default timestep schedule name.
         steps: Default number of sampling steps.
@@ -78,10 +80,11 @@ class ModelConfig:
     autoencoder: str | None = None
     latent_shape: list[int] | None = None
     guidance_interval: list[float] | None = None
+    text_layers: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("autoencoder", "latent_shape", "guidance_interval"):  # older configs keep their exact keys
+        for key in ("autoencoder", "latent_shape", "guidance_interval", "text_layers"):  # older configs keep their exact keys
             if data[key] is None:
                 del data[key]
         return data
