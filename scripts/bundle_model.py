@@ -1,13 +1,14 @@
 """Turn a training checkpoint into a self-contained model folder (how the bundled models are made).
 
     python scripts/bundle_model.py runs/shapes_unet/checkpoints/step-00010000 src/genimage/weights/shapes \
-        [--steps 8] [--guidance 3.0] [--guidance-interval 0.4,1] [--wall-time-s 5400]
+        [--steps 8] [--guidance 3.0] [--guidance-interval 0.4,1] [--wall-time-s 5400] [--hardware "1x H100"]
 
 Copies the checkpoint's EMA weights (``model.safetensors``) and ``config.json``; a latent
 model's autoencoder goes into ``DEST/autoencoder`` and the config points there (relative), so
 the folder works wherever it is copied. Sampling defaults given here replace the stored ones.
 ``--wall-time-s`` records the total training time when the run was resumed across sessions
-(the checkpoint only knows the time of its own process).
+(the checkpoint only knows the time of its own process); ``--hardware`` records what it
+was trained on, so a wall time is not read as a CPU time.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidance", type=float)
     ap.add_argument("--guidance-interval")
     ap.add_argument("--wall-time-s", type=float)
+    ap.add_argument("--hardware", help="what the model was trained on, recorded as training.hardware")
     args = ap.parse_args(argv)
     try:
         config = ModelConfig.load(args.checkpoint)
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             config.guidance_interval = list(parse_interval(args.guidance_interval))
         if args.wall_time_s is not None:
             config.training["wall_time_s"] = args.wall_time_s
+        if args.hardware:
+            config.training["hardware"] = args.hardware
         if args.dest.exists():  # keep hand-written files such as MODEL_CARD.md, replace the model
             for name in ("config.json", WEIGHTS_FILE):
                 (args.dest / name).unlink(missing_ok=True)

@@ -222,3 +222,34 @@ def test_layers_concatenate_hidden_states(enc):
 def test_bad_layers_are_clear_errors(enc, layers, message):
     with pytest.raises(GenimageError, match=message):
         TextEncoder(enc.model, enc.tokenizer, name="x", max_length=8, normalize=True, layers=layers)
+
+
+def test_train_cli_with_local_clip_encoder_and_layers(enc, tmp_path):
+    """`genimage train --text-encoder FOLDER --text-layers 0,-1`: the backbone's text width
+    follows the encoder (24 x 2 layers), the config records the folder, and the model samples."""
+    from typer.testing import CliRunner
+
+    from genimage.cli.main import app
+
+    torch.manual_seed(0)
+    folder = tmp_path / "clip"
+    enc.tokenizer.save_pretrained(folder)
+    config, model_cls = _tiny_config("clip", len(enc.tokenizer))
+    model_cls(config).save_pretrained(folder)
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", "builtin:shapes", "--length", "16", "--preset", "tiny", "--steps", "1",
+                              "--batch-size", "4", "--text-encoder", str(folder), "--text-layers", "0,-1",
+                              "--text-max-length", "12", "--sample-steps", "1", "--no-progress",
+                              "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    import json
+
+    model = json.loads((tmp_path / "run" / "run.json").read_text())["model"]
+    assert model["text_encoder"] == str(folder.resolve()) and model["text_layers"] == [0, -1]
+    assert model["backbone_config"]["text_dim"] == 48
+    res = runner.invoke(app, ["generate", "a red circle", "--model", str(tmp_path / "run"), "--steps", "1",
+                              "-o", str(tmp_path / "g.png")])
+    assert res.exit_code == 0 and (tmp_path / "g.png").is_file(), res.output
+    res = runner.invoke(app, ["train", "--data", "builtin:shapes", "--length", "16", "--steps", "1",
+                              "--text-layers", "0,5", "--text-encoder", str(folder), "--out", str(tmp_path / "bad")])
+    assert res.exit_code != 0 and "does not exist" in res.output

@@ -57,6 +57,7 @@ def train(
     guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
     guidance_interval: Annotated[Optional[str], typer.Option(help="Default guidance interval LO,HI stored with the model (path times; see generate --help)")] = None,
     text_max_length: Annotated[int, typer.Option(help="Text tokens kept per caption (text conditioning)")] = 32,
+    text_encoder: Annotated[str, typer.Option(help="Frozen text encoder for text conditioning: minilm (bundled) or a local CLIP / T5 / BERT-like transformers folder")] = "minilm",
     text_layers: Annotated[Optional[str], typer.Option(help="Text-encoder hidden layers whose states are concatenated, e.g. 0,-1 (0 = embeddings, -1 = last) [default: the last]")] = None,
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
@@ -80,6 +81,9 @@ def train(
     load_all_families()
     fam = FAMILIES.get(family)
     layers = parse_text_layers(text_layers)
+    live_text = None
+    if text_encoder != "minilm" and Path(text_encoder).expanduser().is_dir():  # recorded so the model loads from anywhere
+        text_encoder = str(Path(text_encoder).expanduser().resolve())
     if family in ("diffusion", "consistency"):
         spec = OBJECTIVES.get(objective)
         SAMPLERS.get(sampler)
@@ -106,7 +110,7 @@ def train(
             raise GenimageError(f"--autoencoder trains --family diffusion (any --objective) on latents, not {family}")
         from genimage.latent.training import prepare_latent_training
 
-        latent = prepare_latent_training(autoencoder, dataset, out, text_encoder="minilm" if cond == "text" else None,
+        latent = prepare_latent_training(autoencoder, dataset, out, text_encoder=text_encoder if cond == "text" else None,
                                          text_max_length=text_max_length, text_layers=layers, cache_dir=latent_cache, progress=progress)
         typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
                    f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
@@ -156,11 +160,19 @@ def train(
                                     family_config=family_config, training=common["training"])
         recipe_train = ct_preset_train_settings(preset)
     elif family in ("diffusion", "consistency"):
-        text_dim, text_len = (384 * len(layers or [-1]), text_max_length) if cond == "text" else (0, text_max_length)
+        text_dim, text_len = 0, text_max_length
+        if cond == "text":  # the backbone's text width is the encoder's (times the concatenated layers)
+            if latent is not None and latent.text is not None:
+                text_dim = latent.text.dim
+            else:
+                from genimage.conditioning.text import TextEncoder
+
+                live_text = TextEncoder.from_name(text_encoder, max_length=text_max_length, layers=layers)
+                text_dim = live_text.dim
         bcfg = backbone_config(backbone, preset, image_size=geometry.image_size, channels=geometry.channels,
                                num_classes=num_classes, text_dim=text_dim, max_text_len=text_len, overrides=overrides)
         mc = ModelConfig(backbone=backbone, backbone_config=bcfg, objective=objective, path=path or spec.path,
-                         prediction=spec.prediction, text_encoder="minilm" if cond == "text" else None,
+                         prediction=spec.prediction, text_encoder=text_encoder if cond == "text" else None,
                          text_max_length=text_len, text_layers=list(layers) if layers and cond == "text" else None,
                          sampler=sampler, schedule="uniform", steps=sample_steps,
                          guidance=guidance, **common)
@@ -203,6 +215,8 @@ def train(
     trainer = Trainer(mc, tc, latent.dataset if latent is not None else dataset, out, resume=resume)
     if latent is not None:
         latent.install_text_cache(trainer.conditioner)
+    elif live_text is not None:  # loaded above for its width; the conditioner need not load it again
+        trainer.conditioner._text_encoder = live_text
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)}, indent=2))
     from genimage.data.manifest import write_manifest
