@@ -8,7 +8,9 @@ times, per step and median over ``--steps`` steps after 5 warm-up steps: fetchin
 collating the batch, the family's training step (forward, backward, clip, optimizer), and the
 EMA update, synchronising the device between the parts. Small models on a GPU are bound by
 this host-side work rather than by the GPU; the table shows how much each part costs.
-``--profile`` adds torch.profiler's top operators by self CPU time.
+``--profile`` adds torch.profiler's top operators by self CPU time; ``--compile`` adds a row
+per batch size with the network compiled in place (``genimage train --compile``), timed in
+the same process after the eager row, and prints the compile time.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def time_parts(trainer, steps: int) -> dict[str, float]:
         if i >= 5:
             for k, v in (("batch", t1 - t0), ("training_step", t2 - t1), ("ema", t3 - t2), ("total", t3 - t0)):
                 parts[k].append(v * 1e3)
-    return {k: statistics.median(v) for k, v in parts.items()}
+    return {k: statistics.median(v) for k, v in parts.items() if v}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default="512,2048")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time the step with the network compiled")
     args = ap.parse_args(argv)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name() if dev == "cuda" else f"cpu, {torch.get_num_threads()} threads"
@@ -101,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         t = time_parts(trainer, args.steps)
         print(f"| {b} | {t['batch']:.1f} | {t['training_step']:.1f} | {t['ema']:.1f} | {t['total']:.1f} | "
               f"{b / t['total'] * 1e3:,.0f} |", flush=True)
+        if args.compile:
+            t0 = time.perf_counter()
+            trainer.model.ema_module().compile()
+            time_parts(trainer, 0)  # the first steps compile forward and backward
+            seconds = time.perf_counter() - t0
+            t = time_parts(trainer, args.steps)
+            print(f"| {b}, compiled ({seconds:.0f} s to compile) | {t['batch']:.1f} | {t['training_step']:.1f} | "
+                  f"{t['ema']:.1f} | {t['total']:.1f} | {b / t['total'] * 1e3:,.0f} |", flush=True)
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 

@@ -97,3 +97,29 @@ def test_a_kill_at_any_instant_leaves_a_loadable_checkpoint(tmp_path, monkeypatc
         if total is not None:
             break
     assert total is not None and total > 5  # the save really went through many interruptible operations
+
+
+def test_compile_trains_with_eager_parameter_names_and_old_checkpoints_resume(tmp_path, monkeypatch):
+    """TrainConfig.compile compiles the network in place: same checkpoint keys, close losses;
+    a checkpoint written before the setting existed resumes (missing settings = defaults).
+    Dynamo tracing with the "eager" backend keeps the test fast (inductor's code generation
+    takes about a minute here; its speed is measured in BENCHMARKS.md)."""
+    import json
+
+    from genimage.training import loop
+
+    monkeypatch.setattr(loop, "COMPILE_BACKEND", "eager")
+    _, eager = train_tiny(tmp_path / "eager", steps=3)
+    _, compiled = train_tiny(tmp_path / "compiled", steps=3, compile=True)
+    a, b = _final_weights(tmp_path / "eager"), _final_weights(tmp_path / "compiled")
+    for name in a:
+        assert a[name].keys() == b[name].keys(), name
+        assert all(torch.allclose(a[name][k], b[name][k], atol=1e-4) for k in a[name]), name
+    assert len(eager) == 3 and all(abs(x - y) < 1e-3 for x, y in zip(eager, compiled))
+    latest = ckpt.find_latest_checkpoint(tmp_path / "eager" / "checkpoints")
+    meta = latest / "trainer.json"
+    state = json.loads(meta.read_text())
+    del state["train_config"]["compile"]
+    meta.write_text(json.dumps(state))
+    resumed, _ = train_tiny(tmp_path / "eager", steps=4, resume=True)
+    assert resumed.step == 4

@@ -63,6 +63,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the network (faster steps after a compile of seconds to minutes; resume with the same setting)")] = False,
     max_minutes: Annotated[float, typer.Option(help="Stop after this many minutes of training (0 = no limit); --resume continues")] = 0.0,
     autoencoder: Annotated[Optional[str], typer.Option(help="Train in this autoencoder's latent space (a --family autoencoder model/run folder; latent diffusion)")] = None,
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder [default: ~/.cache/genimage/latents]")] = None,
@@ -209,7 +210,7 @@ def train(
     tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                      grad_clip=grad_clip, ema_decay=ema_decay, bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
-                     progress=progress, max_minutes=max_minutes)
+                     progress=progress, max_minutes=max_minutes, compile=compile_)
     echo_json("model", mc.to_dict())
     echo_json("training", dataclasses.asdict(tc))
     trainer = Trainer(mc, tc, latent.dataset if latent is not None else dataset, out, resume=resume)
