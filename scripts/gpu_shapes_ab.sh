@@ -4,8 +4,8 @@
 #   B  the same with layers 0 and -1 concatenated (--text-layers 0,-1)
 #   CD unguided consistency distillation of the digits model, batch 512 (issue 6 item 5)
 # The machine has no package index and no MiniLM: diffusers travels as a wheel and the caption
-# states as text-cache entries (.devcarry/, built here with `genimage train ... --steps 1`, stored
-# fp16), used through scripts/train_with_cached_text.py. Runs on CPU too with small settings:
+# states as text-cache entries (.devcarry/, built here by scripts/make_devcarry.sh, stored fp16),
+# used through scripts/train_with_cached_text.py. Runs on CPU too with small settings:
 #   MINUTES=0.2 LENGTH=250000 LATENTS=/work/runs/latent_cache/latents-... OUT=/tmp/o bash scripts/gpu_shapes_ab.sh
 set -u
 OUT=${OUT:-/tmp/gpu_out}; W=${WORK:-/tmp/gw}; MIN=${MINUTES:-5}; LEN=${LENGTH:-250000}; PY=${PYTHON:-python3}
