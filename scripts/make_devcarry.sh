@@ -8,10 +8,11 @@
 set -euo pipefail
 CACHE=${1:-/work/runs/latent_cache}
 TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
 for layers in "" "--text-layers 0,-1"; do  # one training step builds (or finds) the text cache entry
   genimage train --data builtin:shapes --length 250000 --out "$TMP/run$RANDOM" \
     --autoencoder src/genimage/weights/shapes/autoencoder --latent-cache "$CACHE" --backbone unet \
-    --text-max-length 16 $layers --steps 1 --batch-size 8 --fp32 --no-progress 2>&1 | grep -i "cache"
+    --text-max-length 16 $layers --steps 1 --batch-size 8 --fp32 --no-progress 2>&1 | grep "^latent cache"
 done
 rm -rf .devcarry && mkdir -p .devcarry/text .devcarry/whl
 python - "$CACHE" <<'EOF'

@@ -147,20 +147,19 @@ def load_or_build_text_cache(captions: Sequence[str], encoder: Any, cache_dir: s
         ``(table, hit)``; the table falls back to ``encoder`` for other prompts.
     """
     from genimage.latent.store import write_folder_atomically
-    from genimage.utils.weights import load_safetensors, save_safetensors, write_json_atomic
+    from genimage.utils.weights import save_safetensors, write_json_atomic
 
     prompts = sorted({c for c in captions if c.strip()})
     layers = getattr(encoder, "layers", None)
-    key = text_cache_key(encoder.weights_sha256, encoder.max_length, getattr(encoder, "normalize", False), prompts,
-                         layers)
+    normalize = bool(getattr(encoder, "normalize", False))
+    key = text_cache_key(encoder.weights_sha256, encoder.max_length, normalize, prompts, layers)
     folder = Path(cache_dir) / f"text-{key[:24]}"
-    args = dict(name=encoder.name, weights_sha256=encoder.weights_sha256, fallback=encoder,
-                normalize=bool(getattr(encoder, "normalize", False)), layers=layers)
+    args = dict(name=encoder.name, weights_sha256=encoder.weights_sha256, fallback=encoder, normalize=normalize,
+                layers=layers)
     try:
         meta = json.loads((folder / META_FILE).read_text())
         if meta.get("key") == key and json.loads((folder / PROMPTS_FILE).read_text()) == prompts:
-            t = load_safetensors(folder / TEXT_FILE)
-            return CachedTextEncoder(prompts, t["text"].float(), t["text_mask"], t["text_pooled"].float(), **args), True
+            return _table(folder, prompts, **args), True
     except (OSError, json.JSONDecodeError, KeyError, GenimageError):
         pass
     if not hasattr(encoder, "encode_unique"):  # a cached table standing in for the encoder
@@ -178,8 +177,7 @@ def load_or_build_text_cache(captions: Sequence[str], encoder: Any, cache_dir: s
         write_json_atomic(prompts, tmp / PROMPTS_FILE)
         write_json_atomic({"format": TEXT_CACHE_FORMAT, "key": key, "encoder": encoder.name,
                            "encoder_sha256": encoder.weights_sha256, "max_length": encoder.max_length,
-                           "layers": list(layers) if layers else None,
-                           "normalize": bool(getattr(encoder, "normalize", False)),
+                           "layers": list(layers) if layers else None, "normalize": normalize,
                            "num_prompts": len(prompts), "encode_seconds": round(time.perf_counter() - t0, 3)},
                           tmp / META_FILE)
 
@@ -194,18 +192,22 @@ def read_text_cache(folder: str | Path) -> CachedTextEncoder:
     captions were cached elsewhere (``scripts/train_with_cached_text.py``). States stored in
     half precision (to carry a smaller copy) are returned as float32.
     """
-    from genimage.utils.weights import load_safetensors
-
     folder = Path(folder)
     try:
         meta = json.loads((folder / META_FILE).read_text())
         prompts = json.loads((folder / PROMPTS_FILE).read_text())
-        t = load_safetensors(folder / TEXT_FILE)
+        if meta.get("format") != TEXT_CACHE_FORMAT or "normalize" not in meta:
+            raise GenimageError(f"{folder} was written by another genimage version; rebuild it")
+        return _table(folder, prompts, name=meta["encoder"], weights_sha256=meta["encoder_sha256"],
+                      normalize=meta["normalize"], layers=meta.get("layers"))
     except (OSError, json.JSONDecodeError) as exc:
         raise GenimageError(f"{folder} is not a complete text cache entry ({exc}); build it with genimage train") from None
-    if meta.get("format") != TEXT_CACHE_FORMAT or "normalize" not in meta:
-        raise GenimageError(f"{folder} was written by another genimage version; rebuild it")
-    # float32 whatever was stored: a copy carried to another machine may be half precision.
-    return CachedTextEncoder(prompts, t["text"].float(), t["text_mask"], t["text_pooled"].float(), name=meta["encoder"],
-                             weights_sha256=meta["encoder_sha256"], normalize=meta["normalize"],
-                             layers=meta.get("layers"))
+
+
+def _table(folder: Path, prompts: list[str], **kwargs: Any) -> CachedTextEncoder:
+    """The :class:`CachedTextEncoder` of the states in ``folder``, as float32 whatever was stored
+    (a copy carried to another machine may be half precision)."""
+    from genimage.utils.weights import load_safetensors
+
+    t = load_safetensors(folder / TEXT_FILE)
+    return CachedTextEncoder(prompts, t["text"].float(), t["text_mask"], t["text_pooled"].float(), **kwargs)
