@@ -12,6 +12,7 @@ from genimage.errors import GenimageError
 from genimage.families.consistency import (
     CT_PRESETS,
     ConsistencyModel,
+    boundary_x0_target,
     consistency_settings,
     ct_preset_model_config,
     ct_preset_train_settings,
@@ -20,6 +21,8 @@ from genimage.families.consistency import (
     ict_double_every,
     lognormal_index_probs,
     pseudo_huber,
+    sampling_defaults,
+    with_boundaries,
 )
 from genimage.families.reflow import ReflowModel
 from genimage.families.teacher import load_teacher, student_config_from_teacher
@@ -235,3 +238,44 @@ def test_cli_ct_preset_is_a_whole_recipe(tmp_path):
     res = runner.invoke(app, ["train", "--family", "consistency", "--preset", "ct-tiny", "--data", "builtin:shapes",
                               "--length", "8", "--cond", "text", "--out", str(tmp_path / "x"), "--steps", "1"])
     assert res.exit_code == 2 and "ct-tiny" in res.output
+
+
+def test_multistep_segments_and_boundaries():
+    two = consistency_settings({"teacher": "digits", "segments": 2})
+    t = torch.tensor([1.0, 0.7, 0.5, 0.3, 1e-3], dtype=torch.float64)
+    assert two.segment_start(t).tolist() == [0.5, 0.5, 0.0, 0.0, 0.0]  # a boundary time belongs to the segment below
+    assert torch.equal(consistency_settings({"teacher": "digits"}).segment_start(t), torch.zeros(5))
+    grid = with_boundaries(discretisation(build_path("linear"), 18), 4)
+    assert all(b in grid.tolist() for b in (0.25, 0.5, 0.75)) and bool((grid[:-1] > grid[1:]).all())
+    assert grid[0] == 1.0 and grid[-1] == 0.0
+    with pytest.raises(GenimageError, match="segments"):
+        consistency_settings({"teacher": "digits", "segments": 0})
+    assert sampling_defaults({"teacher": "digits", "segments": 2})["sampler"] == "ddim"
+    assert sampling_defaults({"teacher": "digits", "segments": 3})["steps"] == 3
+    assert sampling_defaults({"teacher": "digits"})["sampler"] == "consistency"
+
+
+def test_boundary_target_is_exact_on_a_straight_trajectory_and_classic_at_zero():
+    """On the trajectory of one data point, x_u = (1 - u) x0 + u eps, the exact x0 estimate at
+    s carried to the segment start and inverted from t gives back x0 (Heek et al. 2024, Alg. 1)."""
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 1, 8, 8, generator=gen), torch.randn(4, 1, 8, 8, generator=gen)
+    t = torch.tensor([0.9, 0.8, 0.6, 0.55], dtype=torch.float64)
+    s = torch.tensor([0.7, 0.5, 0.55, 0.5], dtype=torch.float64)
+    b = torch.full((4,), 0.5, dtype=torch.float64)
+    at = lambda u: ((1 - u).view(-1, 1, 1, 1) * x0.double() + u.view(-1, 1, 1, 1) * eps.double()).float()  # noqa: E731
+    out = boundary_x0_target(at(t), t, at(s), s, x0, b)
+    assert torch.allclose(out, x0, atol=1e-5)
+    wrong = boundary_x0_target(at(t), t, at(s), s, x0 + 0.1, b)
+    assert not torch.allclose(wrong, x0, atol=1e-2)
+    zero = torch.zeros(4, dtype=torch.float64)
+    assert torch.equal(boundary_x0_target(at(t), t, at(s), s, x0 + 0.1, zero), x0 + 0.1)  # classic target
+
+
+def test_multistep_distillation_loss_falls_and_samples_with_ddim(tmp_path):
+    mc = student_config_from_teacher("digits", "consistency", {"intervals": 8, "segments": 2},
+                                     **sampling_defaults({"teacher": "digits", "segments": 2}))
+    assert (mc.sampler, mc.steps) == ("ddim", 2)
+    model = Trainer(mc, tiny_train_config(1, checkpoint_every=0), tiny_dataset(), tmp_path).model
+    losses = _fixed_batch_losses(model, _digits_batch(), 12, 1e-3)
+    assert losses[-1] < losses[0] * 0.7, losses

@@ -35,7 +35,7 @@ def train(
     objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
     preset: Annotated[str, typer.Option(help="Architecture size: tiny | small | base (diffusion); ct-tiny (a whole recipe for --family consistency without --teacher); the family's presets otherwise")] = "small",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE (repeatable)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE, or a family setting for --family consistency/reflow (e.g. segments=2, intervals=18, weighting=uniform, teacher_guidance=1) (repeatable)")] = None,
     cond: Annotated[str, typer.Option(help="auto | label | text | none")] = "auto",
     path: Annotated[Optional[str], typer.Option(help="Noise path override (vp-cosine, vp-linear, edm, linear)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Training image side in pixels")] = None,
@@ -124,12 +124,12 @@ def train(
                   class_names=dataset.class_names if num_classes else None, family=family,
                   training={"data": data, **(latent.training_record() if latent is not None else {})},
                   **(latent.model_fields() if latent is not None else {}))
-    student_defaults = {"consistency": dict(sampler="consistency", schedule="uniform", steps=2, guidance=1.0),
+    student_defaults = {"consistency": None,  # from the family settings (multistep segments or not), below
                         "reflow": dict(sampler="euler", schedule="uniform", guidance=1.0,
                                        steps=1 if overrides.get("distill") else 4)}
     family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
                    "teacher_steps", "teacher_guidance", "teacher_sampler", "schedule", "weighting", "total_steps",
-                   "p_mean", "p_std"}
+                   "p_mean", "p_std", "segments"}
     if teacher is not None and family not in student_defaults:
         raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
     if family == "reflow" and teacher is None:
@@ -143,6 +143,10 @@ def train(
         if overrides:
             raise GenimageError(f"--set {sorted(overrides)}: a distilled student keeps its teacher's architecture; "
                                 f"family settings are {sorted(family_keys)}")
+        if family == "consistency":
+            from genimage.families.consistency import sampling_defaults
+
+            student_defaults["consistency"] = sampling_defaults({"teacher": teacher, **family_config})
         mc = student_config_from_teacher(teacher, family, family_config, **student_defaults[family])
         if (mc.num_classes > 0) != (num_classes > 0) or (mc.image_size, mc.channels) != (dataset.image_size, dataset.channels):
             raise GenimageError(f"teacher {teacher!r} ({mc.image_size}px, {mc.channels} channels, {mc.num_classes} classes) "

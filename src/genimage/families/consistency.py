@@ -29,6 +29,18 @@ Two ways to train (``family_config["mode"]``):
   ``total_steps`` (instead of ``double_every``) spreads the stages evenly over a run (iCT's
   ``K' = K / (log2(s1 / s0) + 1)``).
 
+Multistep consistency (Heek, Hoogeboom & Salimans 2024, "Multistep Consistency Models"):
+``family_config["segments"] = S`` splits path time into ``S`` equal segments
+``(k / S, (k + 1) / S]``; within a segment the consistency function maps a point to the
+segment's *start* ``b`` instead of to 0, by a DDIM step with the network's ``x0`` estimate,
+``f_S(x_t, t) = ((t - b) / t) x0_hat + (b / t) x_t`` (identity at ``t = b``, so every boundary
+condition holds exactly). Sampling is then deterministic: ``S`` DDIM steps on the segment
+boundaries (the ``ddim`` sampler on the uniform ``S``-step schedule, no re-noising). ``S = 1``
+is the classic model above. Training pulls ``f_S(x_t, t)`` to the stop-gradient
+``f_S(x_s, s)`` (``s`` clamped at ``b``), compared in ``x0`` space by inverting the DDIM step
+(the paper's Alg. 1: ``x0_ref = (t x_b - b x_t) / (t - b)``), so the loss is the single-segment
+loss when ``S = 1``.
+
 Both use iCT's pseudo-Huber distance ``sqrt(|a - b|^2 + c^2) - c``, ``c = 0.00054 sqrt(d)``,
 with the stop-gradient target of iCT (no separate EMA target). ``weighting`` is ``1 / (t - s)``
 in path time (``t``, the default of ``ict`` and distillation), ``1 / (sigma_t - sigma_s)``
@@ -122,6 +134,13 @@ class ConsistencySettings:
     double_every: int
     p_mean: float
     p_std: float
+    segments: int = 1
+
+    def segment_start(self, t: torch.Tensor) -> torch.Tensor:
+        """Start ``b = ceil(S t - 1) / S`` (>= 0) of the segment ``(b, b + 1/S]`` holding each
+        time ``t`` (float64 ``(B,)``); a time on a boundary belongs to the segment below it."""
+        s = self.segments
+        return (torch.ceil(t * s - 1 - 1e-9).clamp(min=0) / s).to(torch.float64)
 
     def intervals(self, step: int) -> int:
         """iCT's discretisation size at ``step``: ``min(s0 * 2^floor(step / K'), s1)`` intervals."""
@@ -152,6 +171,7 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         p_mean, p_std = float(fc.get("p_mean", defaults["p_mean"])), float(fc.get("p_std", defaults["p_std"]))
         total = int(fc.get("total_steps") or 0)
         every = int(fc.get("double_every", 2000))
+        segments = int(fc.get("segments", 1))
     except (TypeError, ValueError) as exc:
         raise GenimageError(f"consistency settings must be numbers: {exc}") from None
     if not 1 <= start <= end:
@@ -160,9 +180,37 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         raise GenimageError(f"consistency p_std must be positive, got {p_std}")
     if total < 0 or every < 1:
         raise GenimageError(f"consistency needs total_steps >= 0 and double_every >= 1, got {total} and {every}")
+    if segments < 1:
+        raise GenimageError(f"consistency segments must be >= 1 (1 = the classic model), got {segments}")
     if total:
         every = ict_double_every(total, start, end)
-    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std)
+    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std, segments)
+
+
+def with_boundaries(times: torch.Tensor, segments: int, min_gap: float = 1e-3) -> torch.Tensor:
+    """Descending ``times`` with the segment boundaries ``k / S`` inserted (grid points within
+    ``min_gap`` of a boundary give way to it), so every interval lies inside one segment."""
+    if segments == 1:
+        return times
+    bounds = torch.arange(1, segments, dtype=times.dtype) / segments
+    keep = (times[:, None] - bounds[None, :]).abs().min(dim=1).values >= min_gap
+    return torch.cat([times[keep], bounds]).sort(descending=True).values
+
+
+def boundary_x0_target(x_t: torch.Tensor, t: torch.Tensor, x_s: torch.Tensor, s: torch.Tensor,
+                       x0_s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The ``x0`` target of multistep consistency (Heek et al. 2024, Alg. 1) on the linear path.
+
+    The target's estimate ``x0_s`` at ``(x_s, s)`` is carried by a DDIM step to the segment
+    start ``b``: ``x_b = ((s - b) / s) x0_s + (b / s) x_s``; the ``x0`` that takes ``x_t`` to
+    ``x_b`` by a DDIM step is ``(t x_b - b x_t) / (t - b)``. With ``b = 0`` both reduce to
+    ``x0_s`` (the classic target). Times are ``(B,)``; requires ``t > s >= b``."""
+    shape = (-1,) + (1,) * (x_t.ndim - 1)
+    t, s, b = (u.to(torch.float64).reshape(shape).to(x_t.device) for u in (t, s, b))
+    start = b > 0
+    s_safe = torch.where(start, s, torch.ones_like(s))
+    x_b = torch.where(start, ((s - b) / s_safe) * x0_s.double() + (b / s_safe) * x_s.double(), x0_s.double())
+    return torch.where(start, (t * x_b - b * x_t.double()) / (t - b), x_b).to(x0_s.dtype)
 
 
 class ConsistencyModel(StudentModel):
@@ -186,7 +234,8 @@ class ConsistencyModel(StudentModel):
         return self.settings.intervals(step)
 
     def consistency(self, x: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
-        """``f(x, t) = x - t v(x, t)``."""
+        """``f(x, t) = x - t v(x, t)``: the ``x0`` estimate (with several segments, the point
+        at the segment start is a DDIM step with it; see :func:`boundary_x0_target`)."""
         return self.denoiser(x, t, cond).x0
 
     def _times(self, b: int, step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
@@ -198,8 +247,10 @@ class ConsistencyModel(StudentModel):
             stage = cfg.ect_stage(step)
             r = ect_pair_sigmas(sigma, stage)
             t, s = path.t_from_sigma_hat(sigma), path.t_from_sigma_hat(r)
+            if cfg.segments > 1:  # s no lower than the segment start, and t - s > 0 whatever rounding did
+                s = torch.minimum(torch.maximum(s, cfg.segment_start(t)), t * (1 - 1e-6))
             return t, s, {"stage": float(stage)}
-        times = discretisation(path, self._intervals(step))
+        times = with_boundaries(discretisation(path, self._intervals(step)), cfg.segments)
         if self.mode == "training":
             probs = lognormal_index_probs(path, times, cfg.p_mean, cfg.p_std)
             idx = torch.multinomial(probs, b, replacement=True, generator=gen)
@@ -233,6 +284,8 @@ class ConsistencyModel(StudentModel):
             x_s = noisy(x0, eps, PathCoefficients.at(path, s, x0.ndim))
         with torch.no_grad():
             target = self.consistency(x_s, s, cond)
+            if self.settings.segments > 1:
+                target = boundary_x0_target(x_t, t, x_s, s, target, self.settings.segment_start(t))
         with ctx.autocast():
             out = self.consistency(x_t, t, cond)
         weight = self._weight(t, s).to(dev, torch.float32)
@@ -255,15 +308,23 @@ CT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def sampling_defaults(family_config: dict[str, Any]) -> dict[str, Any]:
+    """How a consistency model with ``family_config`` samples by default: the 2-step
+    consistency sampler (Song et al. 2023, Alg. 1), or with ``S > 1`` segments ``S``
+    deterministic DDIM steps on the segment boundaries (Heek et al. 2024)."""
+    segments = consistency_settings(family_config).segments
+    if segments > 1:
+        return dict(sampler="ddim", schedule="uniform", steps=segments, guidance=1.0)
+    return dict(sampler="consistency", schedule="uniform", steps=2, guidance=1.0)
+
+
 def as_training_config(config: ModelConfig, family_config: dict[str, Any] | None = None) -> ModelConfig:
     """``config`` (any diffusion backbone) set up for consistency training from scratch: the
-    linear path with a velocity network, ``family_config`` as training-mode settings, and the
-    2-step consistency sampler as the default (checks the settings)."""
+    linear path with a velocity network, ``family_config`` as training-mode settings, and
+    :func:`sampling_defaults` (checks the settings)."""
     fc = {"mode": "training", **(family_config or {})}
-    consistency_settings(fc)  # fail early on bad settings
     return dataclasses.replace(config, family="consistency", objective="consistency-training", path="linear",
-                               prediction="velocity", family_config=fc, sampler="consistency", schedule="uniform",
-                               steps=2, guidance=1.0)
+                               prediction="velocity", family_config=fc, **sampling_defaults(fc))
 
 
 def _ct_recipe(name: str) -> dict[str, Any]:
