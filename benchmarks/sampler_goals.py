@@ -10,6 +10,9 @@ against the 1,500 training digits; n samples with seeds 0..n-1, balanced labels.
 
     python benchmarks/sampler_goals.py --teacher digits --consistency runs/fam_cd -n 1000
 
+A multistep consistency model (``segments`` S > 1, Heek et al. 2024) is measured with its own
+sampler (S deterministic DDIM steps on the segment boundaries) as well as Algorithm 1's.
+
 ``--renoise-time T`` adds a 2-step consistency row that re-noises to path time ``T`` instead of
 the schedule's 0.5 (the sampler's ``renoise_times``, Song et al. 2023 Alg. 1; pick ``T`` on
 other seeds than the ones measured here).
@@ -74,6 +77,9 @@ def main() -> None:
             run("teacher", teacher, sampler, steps, guidance)
     if args.consistency:
         cm = load_generator(args.consistency)
+        segments = int(cm.config.family_config.get("segments", 1))
+        if segments > 1:  # multistep consistency: its own deterministic steps on the segment boundaries
+            run(f"consistency, {segments} segments", cm, cm.config.sampler, cm.config.steps, 1.0)
         for steps in (1, 2):
             run("consistency", cm, "consistency", steps, 1.0)
         if args.renoise_time is not None:

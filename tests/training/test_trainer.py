@@ -123,3 +123,12 @@ def test_compile_trains_with_eager_parameter_names_and_old_checkpoints_resume(tm
     meta.write_text(json.dumps(state))
     resumed, _ = train_tiny(tmp_path / "eager", steps=4, resume=True)
     assert resumed.step == 4
+
+
+def test_sample_grids_share_the_trainers_conditioner(tmp_path):
+    """The EMA copy that draws sample grids reuses the trainer's conditioner (and so its loaded
+    text encoder) instead of building, and loading, a new one per grid."""
+    trainer = Trainer(tiny_model_config(classes=10), tiny_train_config(1, checkpoint_every=0), tiny_dataset(), tmp_path)
+    model = trainer.sampling_model()
+    assert model.conditioner is trainer.conditioner
+    assert trainer.sample_grid().is_file()

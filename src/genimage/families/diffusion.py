@@ -49,6 +49,10 @@ class DiffusionModel(GenerativeModel):
             self._conditioner = Conditioner(self.config)
         return self._conditioner
 
+    def share_conditioner(self, conditioner) -> None:
+        """Sample with ``conditioner`` (e.g. a trainer's, whose text encoder is already loaded)."""
+        self._conditioner = conditioner
+
     @property
     def nfe_per_sample(self) -> int:
         from genimage.samplers import NFE_PER_STEP

@@ -394,10 +394,13 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
     def sampling_model(self) -> GenerativeModel:
-        """A fresh copy of the model holding the EMA weights, in eval mode (global RNG untouched)."""
+        """A fresh copy of the model holding the EMA weights, in eval mode (global RNG untouched);
+        it shares the trainer's conditioner, so a text encoder is not loaded again per grid."""
         with torch.random.fork_rng(devices=[]):
             model = self.family.model_cls(self.mc)
         model.load_sampling_state(self.ema.state_dict())
+        if hasattr(model, "share_conditioner"):
+            model.share_conditioner(self.conditioner)
         return model.to(self.acc.device).eval()
 
     def sample_grid(self) -> Path | None:
