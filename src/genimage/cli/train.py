@@ -129,7 +129,7 @@ def train(
                                        steps=1 if overrides.get("distill") else 4)}
     family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
                    "teacher_steps", "teacher_guidance", "teacher_sampler", "schedule", "weighting", "total_steps",
-                   "p_mean", "p_std", "segments"}
+                   "p_mean", "p_std", "segments", "teacher_solver"}
     if teacher is not None and family not in student_defaults:
         raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
     if family == "reflow" and teacher is None:

@@ -13,7 +13,8 @@ same ``generate`` / CLI / pipeline as every diffusion model.
 Two ways to train (``family_config["mode"]``):
 
 * ``distillation`` (CD, paper Alg. 2): adjacent times ``t > s`` of a discretisation; the
-  teacher takes one ODE step from ``x_t`` to ``x_s``; the loss pulls ``f(x_t, t)`` to the
+  teacher takes one ODE step from ``x_t`` to ``x_s`` (``teacher_solver``: ``euler``, the
+  default, or the paper's ``heun``); the loss pulls ``f(x_t, t)`` to the
   stop-gradient ``f(x_s, s)``. The student starts from the teacher's weights.
 * ``training`` (CT, no teacher, Alg. 3): ``x_s`` is the same noise at the lower time. The
   pairs ``t > s`` come from ``family_config["schedule"]``:
@@ -135,6 +136,7 @@ class ConsistencySettings:
     p_mean: float
     p_std: float
     segments: int = 1
+    teacher_solver: str = "euler"
 
     def segment_start(self, t: torch.Tensor) -> torch.Tensor:
         """Start ``b = ceil(S t - 1) / S`` (>= 0) of the segment ``(b, b + 1/S]`` holding each
@@ -182,9 +184,12 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         raise GenimageError(f"consistency needs total_steps >= 0 and double_every >= 1, got {total} and {every}")
     if segments < 1:
         raise GenimageError(f"consistency segments must be >= 1 (1 = the classic model), got {segments}")
+    solver = fc.get("teacher_solver", "euler")
+    if solver not in ("euler", "heun"):
+        raise GenimageError(f"consistency teacher_solver must be euler or heun, got {solver!r}")
     if total:
         every = ict_double_every(total, start, end)
-    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std, segments)
+    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std, segments, solver)
 
 
 def with_boundaries(times: torch.Tensor, segments: int, min_gap: float = 1e-3) -> torch.Tensor:
@@ -279,7 +284,7 @@ class ConsistencyModel(StudentModel):
         path = self.denoiser.path
         x_t = noisy(x0, eps, PathCoefficients.at(path, t, x0.ndim))
         if self.mode == "distillation":
-            x_s = self.teacher.step(x_t, t, s, cond)
+            x_s = self.teacher.step(x_t, t, s, cond, self.settings.teacher_solver)
         else:
             x_s = noisy(x0, eps, PathCoefficients.at(path, s, x0.ndim))
         with torch.no_grad():

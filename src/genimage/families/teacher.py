@@ -41,13 +41,28 @@ class Teacher:
         return SAMPLERS.get(self.sampler)(self.model, noise, times, cond=cond).float()
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond) -> torch.Tensor:
-        """One deterministic DDIM/Euler step of the teacher ODE from times ``t`` to ``s`` (``(B,)``
-        each) on the linear path: ``x_s = (1 - s) x0_hat + s eps_hat``."""
+    def step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond, solver: str = "euler") -> torch.Tensor:
+        """One deterministic step of the teacher ODE from times ``t`` to ``s`` (``(B,)`` each) on
+        the linear path.
+
+        ``euler``: the DDIM/Euler step ``x_s = (1 - s) x0_hat + s eps_hat`` (one evaluation).
+        ``heun``: Heun's second-order step (Karras et al. 2022, Alg. 1; the CD teacher of Song
+        et al. 2023, Sec. 6), ``x_s = x_t + (s - t) (v(x_t, t) + v(x_euler, s)) / 2`` with the
+        velocity ``v = eps_hat - x0_hat``; two evaluations, Euler where ``s = 0``."""
         from genimage.paths.conversions import PathCoefficients, noisy
 
+        if solver not in ("euler", "heun"):
+            raise GenimageError(f"teacher_solver must be euler or heun, got {solver!r}")
         pred = self.model(x, t, cond)
-        return noisy(pred.x0.to(x.dtype), pred.eps, PathCoefficients.at(self.model.path, s, x.ndim))
+        x_euler = noisy(pred.x0.to(x.dtype), pred.eps, PathCoefficients.at(self.model.path, s, x.ndim))
+        if solver == "euler":
+            return x_euler
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        late = self.model(x_euler, s.clamp(min=1e-4), cond)  # s = 0 rows are discarded below
+        v = (pred.eps - pred.x0).double() + (late.eps - late.x0).double()
+        dt = (s - t).to(torch.float64).reshape(shape).to(x.device)
+        x_heun = (x.double() + dt * v / 2).to(x.dtype)
+        return torch.where((s > 0).reshape(shape).to(x.device), x_heun, x_euler)
 
 
 class StudentModel(DiffusionModel):
