@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from genimage.cli.main import app
 from genimage.evaluation.report import evaluate_model
-from genimage.evaluation.sweep import nfe
+from genimage.evaluation.sweep import DEFAULT_GRID, nfe, sweep_plan
 
 
 def test_report_of_a_tiny_model_has_finite_metrics_and_figures(tiny_model_dir, tmp_path):
@@ -53,3 +53,17 @@ def test_cli_eval_model_routes_and_reports_errors(tiny_model_dir, tmp_path):
     assert bad.exit_code == 2 and "error:" in bad.output
     bad = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", "builtin:digits", "-n", "1"])
     assert bad.exit_code == 2 and "at least 2" in bad.output
+
+
+def test_sweep_plan_per_family():
+    import dataclasses
+
+    from tiny import tiny_model_config
+
+    base = tiny_model_config(classes=10)
+    assert len(sweep_plan(base)) == sum(len(v) for v in DEFAULT_GRID.values())
+    cm = dataclasses.replace(base, family="consistency", family_config={"teacher": "digits"})
+    assert sweep_plan(cm) == [("consistency", 1), ("consistency", 2)]
+    multistep = dataclasses.replace(cm, family_config={"teacher": "digits", "segments": 2}, sampler="ddim", steps=2)
+    assert sweep_plan(multistep) == [("ddim", 2)]  # its own deterministic steps, not Algorithm 1's re-noising
+    assert sweep_plan(dataclasses.replace(base, family="gan")) == [(None, None)]

@@ -30,6 +30,22 @@ def nfe(config, sampler: str, steps: int, guidance: float) -> int:
     return per * (2 if guided else 1)
 
 
+def sweep_plan(cfg, grid: dict[str, Sequence[int]] | None = None) -> list[tuple[str | None, int | None]]:
+    """``(sampler, steps)`` pairs to measure a model with config ``cfg`` at: the whole ``grid``
+    for a diffusion model, 1/2/4 steps for reflow, 1 and 2 consistency steps (a multistep
+    consistency model: its own deterministic steps on the segment boundaries), and
+    ``(None, None)`` (the family's own sampling) for the rest."""
+    if cfg.family == "consistency" and int(cfg.family_config.get("segments", 1)) > 1:
+        return [(cfg.sampler, cfg.steps)]
+    if cfg.family == "consistency":
+        return [("consistency", s) for s in (1, 2)]
+    if cfg.family == "diffusion":
+        return [(s, k) for s, ks in (grid or DEFAULT_GRID).items() for k in ks]
+    if cfg.family == "reflow":
+        return [(cfg.sampler, k) for k in (1, 2, 4)]
+    return [(None, None)]
+
+
 def sweep(loaded_models: Sequence[tuple[str, Any]], reference_features: torch.Tensor, feature_net, n: int = 1000,
           seed: int = 0, grid: dict[str, Sequence[int]] | None = None, dataset=None,
           progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
@@ -37,7 +53,8 @@ def sweep(loaded_models: Sequence[tuple[str, Any]], reference_features: torch.Te
 
     Args:
         loaded_models: ``(name, LoadedGenerator)`` pairs; the first diffusion model gets the full
-            ``grid``; consistency models are run with 1 and 2 steps; other models at their defaults.
+            ``grid``; consistency models are run with 1 and 2 steps (a multistep one with its
+            own steps); other models at their defaults.
         reference_features: Features of the reference images.
         feature_net: The net that made them.
     """
@@ -47,14 +64,7 @@ def sweep(loaded_models: Sequence[tuple[str, Any]], reference_features: torch.Te
     for name, lg in loaded_models:
         cfg = lg.config
         cond = conditions_for(cfg, n, dataset)
-        if cfg.family == "consistency":
-            plan = [("consistency", s) for s in (1, 2)]
-        elif cfg.family in ("diffusion", "reflow"):
-            g = grid or DEFAULT_GRID
-            plan = [(s, k) for s, ks in g.items() for k in ks] if cfg.family == "diffusion" else [(cfg.sampler, k) for k in (1, 2, 4)]
-        else:
-            plan = [(None, None)]
-        for sampler, steps in plan:
+        for sampler, steps in sweep_plan(cfg, grid):
             kwargs = {}
             if sampler is not None:
                 kwargs["options"] = dataclasses.replace(SamplingOptions.defaults(cfg), sampler=sampler, steps=steps)
