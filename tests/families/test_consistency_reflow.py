@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -299,3 +300,17 @@ def test_heun_teacher_step_is_closer_to_the_exact_ode_than_euler():
     assert torch.equal(teacher.step(x, t, zero, cond, "heun"), teacher.step(x, t, zero, cond, "euler"))
     with pytest.raises(GenimageError, match="teacher_solver"):
         consistency_settings({"teacher": "digits", "teacher_solver": "rk4"})
+
+
+@pytest.mark.parametrize("schedule", ["ict", "ect"])
+def test_multistep_consistency_training_keeps_pairs_inside_a_segment(schedule):
+    fc = {"mode": "training", "schedule": schedule, "segments": 2, "double_every": 1}
+    mc = dataclasses.replace(tiny_model_config(classes=10), family="consistency", objective="consistency-training",
+                             sampler="ddim", steps=2, family_config=fc)
+    torch.manual_seed(0)
+    model = ConsistencyModel(mc)
+    t, s, _ = model._times(512, 6, torch.Generator().manual_seed(0))
+    b = model.settings.segment_start(t)
+    assert bool((t > s).all() & (s >= b).all()) and bool((b == 0.5).any() & (b == 0).any())
+    losses = _fixed_batch_losses(model, _digits_batch(), 12, 2e-3)
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
