@@ -29,6 +29,7 @@ import torch
 
 from genimage.data.builtin import load_builtin
 from genimage.evaluation.sampling import conditions_for, draw_samples
+from genimage.families.consistency import consistency_settings
 from genimage.families.io import load_generator
 from genimage.generation import SamplingOptions
 from genimage.metrics.features import load_feature_net
@@ -77,7 +78,7 @@ def main() -> None:
             run("teacher", teacher, sampler, steps, guidance)
     if args.consistency:
         cm = load_generator(args.consistency)
-        segments = int(cm.config.family_config.get("segments", 1))
+        segments = consistency_settings(cm.config.family_config).segments
         if segments > 1:  # multistep consistency: its own deterministic steps on the segment boundaries
             run(f"consistency, {segments} segments", cm, cm.config.sampler, cm.config.steps, 1.0)
         for steps in (1, 2):

@@ -124,17 +124,15 @@ def train(
                   class_names=dataset.class_names if num_classes else None, family=family,
                   training={"data": data, **(latent.training_record() if latent is not None else {})},
                   **(latent.model_fields() if latent is not None else {}))
-    student_defaults = {"consistency": None,  # from the family settings (multistep segments or not), below
-                        "reflow": dict(sampler="euler", schedule="uniform", guidance=1.0,
-                                       steps=1 if overrides.get("distill") else 4)}
+    students = ("consistency", "reflow")  # families trained against a --teacher
     family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
                    "teacher_steps", "teacher_guidance", "teacher_sampler", "schedule", "weighting", "total_steps",
                    "p_mean", "p_std", "segments", "teacher_solver"}
-    if teacher is not None and family not in student_defaults:
+    if teacher is not None and family not in students:
         raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
     if family == "reflow" and teacher is None:
         raise GenimageError("--family reflow needs --teacher MODEL (the flow whose paths it straightens)")
-    if family in student_defaults:
+    if family in students:
         family_config = {k: overrides.pop(k) for k in list(overrides) if k in family_keys}
     recipe_train: dict = {}  # trainer settings of a whole CT recipe (--preset ct-tiny)
     if teacher is not None:
@@ -143,11 +141,14 @@ def train(
         if overrides:
             raise GenimageError(f"--set {sorted(overrides)}: a distilled student keeps its teacher's architecture; "
                                 f"family settings are {sorted(family_keys)}")
-        if family == "consistency":
+        if family == "consistency":  # Alg. 1's 2 steps, or a multistep model's S DDIM steps
             from genimage.families.consistency import sampling_defaults
 
-            student_defaults["consistency"] = sampling_defaults({"teacher": teacher, **family_config})
-        mc = student_config_from_teacher(teacher, family, family_config, **student_defaults[family])
+            sampling = sampling_defaults({"teacher": teacher, **family_config})
+        else:
+            sampling = dict(sampler="euler", schedule="uniform", guidance=1.0,
+                            steps=1 if family_config.get("distill") else 4)
+        mc = student_config_from_teacher(teacher, family, family_config, **sampling)
         if (mc.num_classes > 0) != (num_classes > 0) or (mc.image_size, mc.channels) != (dataset.image_size, dataset.channels):
             raise GenimageError(f"teacher {teacher!r} ({mc.image_size}px, {mc.channels} channels, {mc.num_classes} classes) "
                                 f"does not match --data {data} ({dataset.image_size}px, {dataset.channels} channels, "

@@ -35,9 +35,11 @@ def sweep_plan(cfg, grid: dict[str, Sequence[int]] | None = None) -> list[tuple[
     for a diffusion model, 1/2/4 steps for reflow, 1 and 2 consistency steps (a multistep
     consistency model: its own deterministic steps on the segment boundaries), and
     ``(None, None)`` (the family's own sampling) for the rest."""
-    if cfg.family == "consistency" and int(cfg.family_config.get("segments", 1)) > 1:
-        return [(cfg.sampler, cfg.steps)]
     if cfg.family == "consistency":
+        from genimage.families.consistency import consistency_settings
+
+        if consistency_settings(cfg.family_config).segments > 1:
+            return [(cfg.sampler, cfg.steps)]
         return [("consistency", s) for s in (1, 2)]
     if cfg.family == "diffusion":
         return [(s, k) for s, ks in (grid or DEFAULT_GRID).items() for k in ks]

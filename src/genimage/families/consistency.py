@@ -63,7 +63,7 @@ import torch
 from genimage.errors import GenimageError
 from genimage.families import FamilySpec, register_family
 from genimage.families.base import StepContext
-from genimage.families.teacher import StudentModel
+from genimage.families.teacher import TEACHER_SOLVERS, StudentModel
 from genimage.models.config import ModelConfig
 from genimage.objectives.denoising import drop_condition
 from genimage.paths.conversions import PathCoefficients, noisy
@@ -185,8 +185,8 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
     if segments < 1:
         raise GenimageError(f"consistency segments must be >= 1 (1 = the classic model), got {segments}")
     solver = fc.get("teacher_solver", "euler")
-    if solver not in ("euler", "heun"):
-        raise GenimageError(f"consistency teacher_solver must be euler or heun, got {solver!r}")
+    if solver not in TEACHER_SOLVERS:
+        raise GenimageError(f"consistency teacher_solver must be one of {TEACHER_SOLVERS}, got {solver!r}")
     if total:
         every = ict_double_every(total, start, end)
     return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std, segments, solver)

@@ -17,6 +17,9 @@ from genimage.errors import GenimageError
 from genimage.families.diffusion import DiffusionModel
 from genimage.models.config import ModelConfig
 
+#: One-step solvers :meth:`Teacher.step` takes (``family_config["teacher_solver"]``).
+TEACHER_SOLVERS = ("euler", "heun")
+
 
 @dataclass
 class Teacher:
@@ -51,8 +54,8 @@ class Teacher:
         velocity ``v = eps_hat - x0_hat``; two evaluations, Euler where ``s = 0``."""
         from genimage.paths.conversions import PathCoefficients, noisy
 
-        if solver not in ("euler", "heun"):
-            raise GenimageError(f"teacher_solver must be euler or heun, got {solver!r}")
+        if solver not in TEACHER_SOLVERS:
+            raise GenimageError(f"teacher_solver must be one of {TEACHER_SOLVERS}, got {solver!r}")
         pred = self.model(x, t, cond)
         x_euler = noisy(pred.x0.to(x.dtype), pred.eps, PathCoefficients.at(self.model.path, s, x.ndim))
         if solver == "euler":
