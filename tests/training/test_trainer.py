@@ -1,5 +1,6 @@
 """Trainer: exact resume, atomic checkpoints, clear errors."""
 
+import dataclasses
 import os
 
 import pytest
@@ -58,6 +59,17 @@ def test_existing_run_needs_resume_and_same_settings(tmp_path):
         Trainer(tiny_model_config(), tiny_train_config(6, lr=1e-2), tiny_dataset(), tmp_path, resume=True)
     with pytest.raises(GenimageError, match="no checkpoint"):
         Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), tmp_path / "empty", resume=True)
+
+
+def test_resume_refuses_a_changed_objective_or_family_setting_but_not_new_sampling_defaults(tmp_path):
+    train_tiny(tmp_path, steps=3)
+    with pytest.raises(GenimageError, match="different model configuration.*prediction"):
+        Trainer(tiny_model_config(prediction="x0"), tiny_train_config(6), tiny_dataset(), tmp_path, resume=True)
+    changed = dataclasses.replace(tiny_model_config(), family_config={"segments": 2})
+    with pytest.raises(GenimageError, match="family_config"):
+        Trainer(changed, tiny_train_config(6), tiny_dataset(), tmp_path, resume=True)
+    sampling = dataclasses.replace(tiny_model_config(), sampler="heun", steps=9, guidance=2.0)
+    assert Trainer(sampling, tiny_train_config(6), tiny_dataset(), tmp_path, resume=True).step == 3
 
 
 def test_a_kill_at_any_instant_leaves_a_loadable_checkpoint(tmp_path, monkeypatch):

@@ -98,6 +98,11 @@ class TrainConfig:
 COMPILE_BACKEND = "inductor"
 
 # settings that may differ between a run and its resumption without breaking exactness
+#: ModelConfig fields that decide what training optimises: ``--resume`` must keep them (the
+#: sampling defaults, class names and the free-form training record may change).
+_RESUME_MODEL_KEYS = ("backbone", "backbone_config", "objective", "path", "prediction", "sigma_data", "image_size",
+                      "channels", "num_classes", "text_encoder", "text_max_length", "text_layers", "family",
+                      "family_config", "latent_shape")
 _RESUME_FREE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "progress",
                 "tensorboard", "num_sample_images", "max_minutes"}
 
@@ -214,9 +219,12 @@ class Trainer:
         if old != new:
             diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
             raise GenimageError(f"--resume with different training settings {diff}; use the original ones")
-        saved = meta["config.json"]
-        if saved["backbone_config"] != self.mc.backbone_config or saved.get("family", "diffusion") != self.mc.family:
-            raise GenimageError("--resume with a different model configuration than the checkpoint's")
+        saved = ModelConfig.from_dict(meta["config.json"]).to_dict()
+        current = self.mc.to_dict()
+        changed = {k: (saved.get(k), current.get(k)) for k in _RESUME_MODEL_KEYS if saved.get(k) != current.get(k)}
+        if changed:
+            raise GenimageError(f"--resume with a different model configuration than the checkpoint's {changed} "
+                                "(checkpoint, now); pass the original options or start a new --out")
         self.model.load_training_state(tensors["network.safetensors"])
         self.ema.load_state_dict(tensors["model.safetensors"], state["ema_updates"])
         for name, opt in self.optimizers.items():
