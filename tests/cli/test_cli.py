@@ -68,3 +68,23 @@ def test_console_script_exit_code(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_init_from_fine_tunes_and_records_its_source_through_resumes(tmp_path):
+    from genimage.models.config import ModelConfig
+    from genimage.models.io import resolve_model_folder
+
+    def source(run):
+        return ModelConfig.load(resolve_model_folder(run)).training.get("init_from")
+
+    base = ["train", "--data", "builtin:digits", "--preset", "tiny", "--batch-size", "8", "--no-progress",
+            "--checkpoint-every", "0"]
+    assert runner.invoke(app, base + ["--steps", "2", "--out", str(tmp_path / "a")]).exit_code == 0
+    res = runner.invoke(app, base + ["--steps", "2", "--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert source(tmp_path / "b") == str(tmp_path / "a")
+    res = runner.invoke(app, base + ["--steps", "3", "--out", str(tmp_path / "b"), "--resume"])
+    assert res.exit_code == 0, res.output
+    assert source(tmp_path / "b") == str(tmp_path / "a")
+    res = runner.invoke(app, base + ["--steps", "2", "--out", str(tmp_path / "c"), "--init-from", "shapes"])
+    assert res.exit_code != 0 and "same architecture" in res.output

@@ -61,6 +61,19 @@ def test_existing_run_needs_resume_and_same_settings(tmp_path):
         Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), tmp_path / "empty", resume=True)
 
 
+def test_init_from_starts_a_fresh_run_from_another_models_weights(tmp_path):
+    train_tiny(tmp_path / "a", steps=3)
+    source = load_safetensors(tmp_path / "a" / "checkpoints" / "step-00000003" / "model.safetensors")
+    tuned = Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), tmp_path / "b", init_from=tmp_path / "a")
+    assert tuned.step == 0
+    for name, value in tuned.network.state_dict().items():
+        assert torch.equal(value, source[name]), name
+    fresh = Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), tmp_path / "c")
+    assert any(not torch.equal(v, source[k]) for k, v in fresh.network.state_dict().items())
+    with pytest.raises(GenimageError, match="--init-from.*same architecture"):
+        Trainer(tiny_model_config(size=16), tiny_train_config(6), tiny_dataset(), tmp_path / "d", init_from=tmp_path / "a")
+
+
 def test_resume_refuses_a_changed_objective_or_family_setting_but_not_new_sampling_defaults(tmp_path):
     train_tiny(tmp_path, steps=3)
     with pytest.raises(GenimageError, match="different model configuration.*prediction"):

@@ -61,6 +61,7 @@ def train(
     text_layers: Annotated[Optional[str], typer.Option(help="Text-encoder hidden layers whose states are concatenated, e.g. 0,-1 (0 = embeddings, -1 = last) [default: the last]")] = None,
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
+    init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: start a new run from this model's weights (bundled name, model, run or checkpoint folder; same architecture) with fresh optimizer and step count")] = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the network (faster steps after a compile of seconds to minutes; resume with the same setting)")] = False,
@@ -127,7 +128,7 @@ def train(
     students = ("consistency", "reflow")  # families trained against a --teacher
     family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
                    "teacher_steps", "teacher_guidance", "teacher_sampler", "schedule", "weighting", "total_steps",
-                   "p_mean", "p_std", "segments", "teacher_solver"}
+                   "p_mean", "p_std", "segments", "teacher_solver", "grid"}
     if teacher is not None and family not in students:
         raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
     if family == "reflow" and teacher is None:
@@ -216,9 +217,11 @@ def train(
                      grad_clip=grad_clip, ema_decay=ema_decay, bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
                      progress=progress, max_minutes=max_minutes, compile=compile_)
+    if init_from is not None and not resume:
+        mc.training["init_from"] = str(init_from)
     echo_json("model", mc.to_dict())
     echo_json("training", dataclasses.asdict(tc))
-    trainer = Trainer(mc, tc, latent.dataset if latent is not None else dataset, out, resume=resume)
+    trainer = Trainer(mc, tc, latent.dataset if latent is not None else dataset, out, resume=resume, init_from=init_from)
     if latent is not None:
         latent.install_text_cache(trainer.conditioner)
     elif live_text is not None:  # loaded above for its width; the conditioner need not load it again

@@ -24,9 +24,10 @@ import torch
 from genimage.conditioning.conditioner import Conditioner
 from genimage.errors import GenimageError
 from genimage.families.base import GenerativeModel, StepContext
-from genimage.models.config import ModelConfig
+from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.training import checkpoint as ckpt
 from genimage.training.ema import EMA
+from genimage.utils.weights import load_safetensors
 
 
 @dataclass
@@ -156,11 +157,13 @@ class Trainer:
         dataset: Items ``{"image": (C, H, W) in [-1, 1], "label"?, "caption"?}``.
         out_dir: Run folder (``checkpoints/``, ``samples/``, ``metrics.jsonl``).
         resume: Continue from the latest checkpoint in ``out_dir``.
+        init_from: A fresh run starts from this model's sampling (EMA) weights instead of its
+            family's initialisation (fine-tuning); ignored when resuming.
         accelerator: Optional ``accelerate.Accelerator``; one is created if omitted.
     """
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig, dataset, out_dir: str | Path,
-                 resume: bool = False, accelerator=None) -> None:
+                 resume: bool = False, accelerator=None, init_from: str | Path | None = None) -> None:
         from accelerate import Accelerator
 
         from genimage.families import FAMILIES, load_all_families
@@ -181,6 +184,8 @@ class Trainer:
         self.model.to(self.acc.device)
         if not resume:
             self.model.init_for_training()
+            if init_from is not None:
+                self._init_from(init_from)
         if train_config.compile:  # in place: parameter names and checkpoints stay those of the eager module
             self.model.ema_module().compile(backend=COMPILE_BACKEND)
         self.optimizers = self.model.configure_optimizers(train_config.lr, train_config.weight_decay)
@@ -210,6 +215,20 @@ class Trainer:
         return sum(p.numel() for p in self.model.parameters())
 
     # ------------------------------------------------------------------ state
+    def _init_from(self, name: str | Path) -> None:
+        """Load the sampling weights of model ``name`` (bundled name, model, run or checkpoint
+        folder) into the network; its architecture must be this run's. Only the sampled
+        network is loaded (a GAN's discriminator starts fresh); optimizer state starts fresh."""
+        from genimage.models.io import resolve_model_folder
+
+        folder = resolve_model_folder(name)
+        other = ModelConfig.load(folder)
+        if (other.backbone, other.backbone_config) != (self.mc.backbone, self.mc.backbone_config):
+            raise GenimageError(f"--init-from {name}: its network ({other.backbone} {other.backbone_config}) is not "
+                                f"this run's ({self.mc.backbone} {self.mc.backbone_config}); fine-tuning needs the "
+                                "same architecture (same --backbone, --preset and --set)")
+        self.model.load_sampling_state(load_safetensors(folder / WEIGHTS_FILE))
+
     def _load(self, folder: Path) -> None:
         tensors, meta = ckpt.load_checkpoint(folder)
         state = meta["trainer.json"]
@@ -225,6 +244,8 @@ class Trainer:
         if changed:
             raise GenimageError(f"--resume with a different model configuration than the checkpoint's {changed} "
                                 "(checkpoint, now); pass the original options or start a new --out")
+        if "init_from" in meta["config.json"].get("training", {}):  # provenance of a fine-tuned run survives resumes
+            self.mc.training.setdefault("init_from", meta["config.json"]["training"]["init_from"])
         self.model.load_training_state(tensors["network.safetensors"])
         self.ema.load_state_dict(tensors["model.safetensors"], state["ema_updates"])
         for name, opt in self.optimizers.items():
