@@ -6,7 +6,8 @@
 Network evaluations count both branches of classifier-free guidance, so with the digits
 model's guidance 2.0, 10 evaluations are 5 sampler steps. The same comparison without guidance
 (1 evaluation per step) is printed too. Fréchet distance in the shipped digits features
-against the 1,500 training digits; n samples with seeds 0..n-1, balanced labels.
+against the 1,500 training digits; n samples with seeds first..first+n-1 (``--first-seed``,
+default 0), balanced labels.
 
     python benchmarks/sampler_goals.py --teacher digits --consistency runs/fam_cd -n 1000
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--teacher", default="digits")
     ap.add_argument("--consistency", default=None)
     ap.add_argument("-n", type=int, default=1000)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + n - 1")
     ap.add_argument("--renoise-time", type=float, default=None,
                     help="also measure the 2-step consistency model re-noising to this time (default row: 0.5)")
     ap.add_argument("--out", default=None)
@@ -60,7 +62,7 @@ def main() -> None:
         if extra:
             opts.extra = {**opts.extra, **extra}
         t0 = time.perf_counter()
-        images, _ = draw_samples(lg.model, args.n, 0, cond, options=opts)
+        images, _ = draw_samples(lg.model, args.n, args.first_seed, cond, options=opts)
         secs = time.perf_counter() - t0
         guided = guidance != 1.0
         nfe = steps * (2 if guided else 1)

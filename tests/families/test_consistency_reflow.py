@@ -256,6 +256,25 @@ def test_multistep_segments_and_boundaries():
     assert sampling_defaults({"teacher": "digits"})["sampler"] == "consistency"
 
 
+def test_uniform_grid_is_equally_spaced_in_path_time_and_checked():
+    grid = discretisation(build_path("linear"), 18, "uniform")
+    assert grid[0] == 1.0 and grid[-1] == 0.0 and len(grid) == 19
+    assert torch.allclose(grid[:-1] - grid[1:], torch.full((18,), 1 / 18, dtype=torch.float64))
+    assert consistency_settings({"teacher": "digits", "grid": "uniform"}).grid == "uniform"
+    assert consistency_settings({"teacher": "digits"}).grid == "karras"
+    with pytest.raises(GenimageError, match="grid"):
+        consistency_settings({"teacher": "digits", "grid": "cosine"})
+
+
+def test_distillation_pairs_are_adjacent_points_of_the_chosen_grid():
+    mc = _student("consistency", "digits", intervals=6, grid="uniform", segments=2)
+    model = ConsistencyModel(mc)
+    t, s, info = model._times(256, 0, torch.Generator().manual_seed(0))
+    assert info["intervals"] == 6
+    assert torch.allclose(t - s, torch.full((256,), 1 / 6, dtype=torch.float64))
+    assert set(torch.round(t * 6).tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0, 6.0}
+
+
 def test_boundary_target_is_exact_on_a_straight_trajectory_and_classic_at_zero():
     """On the trajectory of one data point, x_u = (1 - u) x0 + u eps, the exact x0 estimate at
     s carried to the segment start and inverted from t gives back x0 (Heek et al. 2024, Alg. 1)."""
