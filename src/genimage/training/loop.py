@@ -98,12 +98,12 @@ class TrainConfig:
 #: torch.compile backend of ``TrainConfig.compile`` (tests use "eager": tracing without code generation).
 COMPILE_BACKEND = "inductor"
 
-# settings that may differ between a run and its resumption without breaking exactness
 #: ModelConfig fields that decide what training optimises: ``--resume`` must keep them (the
 #: sampling defaults, class names and the free-form training record may change).
 _RESUME_MODEL_KEYS = ("backbone", "backbone_config", "objective", "path", "prediction", "sigma_data", "image_size",
                       "channels", "num_classes", "text_encoder", "text_max_length", "text_layers", "family",
                       "family_config", "latent_shape")
+# settings that may differ between a run and its resumption without breaking exactness
 _RESUME_FREE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "progress",
                 "tensorboard", "num_sample_images", "max_minutes"}
 
