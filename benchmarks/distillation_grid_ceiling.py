@@ -22,7 +22,7 @@ import torch
 
 from genimage.conditioning.conditioner import Conditioner
 from genimage.data.builtin import load_builtin
-from genimage.evaluation.sampling import conditions_for
+from genimage.evaluation.sampling import conditions_for, dataset_images
 from genimage.families.consistency import discretisation, with_boundaries
 from genimage.families.teacher import load_teacher, student_config_from_teacher
 from genimage.metrics.features import load_feature_net
@@ -49,7 +49,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     net = load_feature_net("digits")
     data = load_builtin("digits", split="train")
-    ref = net.features(torch.stack([data[i]["image"] for i in range(len(data))]))
+    ref = net.features(dataset_images(data))
     config = student_config_from_teacher(args.teacher, "consistency", {"teacher_guidance": 1})
     teacher = load_teacher(config, torch.device("cpu"))
     conditioner = Conditioner(config)

@@ -29,7 +29,7 @@ import time
 import torch
 
 from genimage.data.builtin import load_builtin
-from genimage.evaluation.sampling import conditions_for, draw_samples
+from genimage.evaluation.sampling import conditions_for, dataset_images, draw_samples
 from genimage.families.consistency import consistency_settings
 from genimage.families.io import load_generator
 from genimage.generation import SamplingOptions
@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     net = load_feature_net("digits")
     data = load_builtin("digits", split="train")
-    ref = net.features(torch.stack([data[i]["image"] for i in range(len(data))]))
+    ref = net.features(dataset_images(data))
     teacher = load_generator(args.teacher)
     cond = conditions_for(teacher.config, args.n)
     rows = []

@@ -5,7 +5,7 @@ import dataclasses
 import torch
 
 from genimage.data.builtin import load_builtin
-from genimage.evaluation.sampling import conditions_for, draw_samples
+from genimage.evaluation.sampling import conditions_for, dataset_images, draw_samples
 from genimage.families.consistency import consistency_settings
 from genimage.families.io import load_generator
 from genimage.generation import SamplingOptions
@@ -20,7 +20,7 @@ def test_bundled_two_step_student_samples_in_two_evaluations_far_better_than_its
     teacher = load_generator("digits")
     net = load_feature_net("digits")
     data = load_builtin("digits", split="train")
-    ref = net.features(torch.stack([data[i]["image"] for i in range(len(data))]))
+    ref = net.features(dataset_images(data))
     cond = conditions_for(student.config, 200)
     with torch.no_grad():
         fast, _ = draw_samples(student.model, 200, 0, cond, options=SamplingOptions.defaults(student.config))

@@ -238,14 +238,14 @@ class Trainer:
         if old != new:
             diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
             raise GenimageError(f"--resume with different training settings {diff}; use the original ones")
-        saved = ModelConfig.from_dict(meta["config.json"]).to_dict()
-        current = self.mc.to_dict()
+        saved_config = ModelConfig.from_dict(meta["config.json"])
+        saved, current = saved_config.to_dict(), self.mc.to_dict()
         changed = {k: (saved.get(k), current.get(k)) for k in _RESUME_MODEL_KEYS if saved.get(k) != current.get(k)}
         if changed:
             raise GenimageError(f"--resume with a different model configuration than the checkpoint's {changed} "
                                 "(checkpoint, now); pass the original options or start a new --out")
-        if "init_from" in meta["config.json"].get("training", {}):  # provenance of a fine-tuned run survives resumes
-            self.mc.training.setdefault("init_from", meta["config.json"]["training"]["init_from"])
+        if "init_from" in saved_config.training:  # provenance of a fine-tuned run survives resumes
+            self.mc.training.setdefault("init_from", saved_config.training["init_from"])
         self.model.load_training_state(tensors["network.safetensors"])
         self.ema.load_state_dict(tensors["model.safetensors"], state["ema_updates"])
         for name, opt in self.optimizers.items():
