@@ -1,6 +1,8 @@
 """Trainer: exact resume, atomic checkpoints, clear errors."""
 
 import dataclasses
+import json
+import math
 import os
 
 import pytest
@@ -10,7 +12,7 @@ from tiny import tiny_dataset, tiny_model_config, tiny_train_config, train_tiny
 from genimage.errors import GenimageError
 from genimage.models.io import load_model
 from genimage.training import checkpoint as ckpt
-from genimage.training.loop import Trainer
+from genimage.training.loop import Trainer, lr_factor
 from genimage.utils.weights import load_safetensors
 
 
@@ -157,3 +159,26 @@ def test_sample_grids_share_the_trainers_conditioner(tmp_path):
     model = trainer.sampling_model()
     assert model.conditioner is trainer.conditioner
     assert trainer.sample_grid().is_file()
+
+
+def test_lr_schedules_warm_up_then_decay_to_the_floor_at_the_last_step():
+    warm = [lr_factor(s, 100, 10, "constant") for s in range(100)]
+    assert warm[:10] == pytest.approx([(s + 1) / 10 for s in range(10)]) and set(warm[9:]) == {1.0}
+    for schedule in ("cosine", "linear"):
+        f = [lr_factor(s, 100, 10, schedule, min_ratio=0.1) for s in range(100)]
+        assert f[9] == pytest.approx(1.0) and f[99] == pytest.approx(0.1)
+        assert all(a >= b for a, b in zip(f[9:], f[10:]))  # never rises after the warm-up
+        assert f[54] == pytest.approx(0.55, abs=0.01)  # halfway: halfway down (cosine is symmetric)
+    assert lr_factor(25, 101, 0, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(25, 101, 0, "linear") == pytest.approx(0.75)
+
+
+def test_a_decaying_schedule_trains_logs_its_lr_and_ties_resume_to_its_steps(tmp_path):
+    train_tiny(tmp_path, steps=20, lr=1e-3, lr_schedule="cosine", warmup_steps=0, checkpoint_every=10)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged[0] > logged[-1] and logged[-1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(GenimageError, match="different training settings.*steps"):
+        Trainer(tiny_model_config(), tiny_train_config(40, lr=1e-3, lr_schedule="cosine", warmup_steps=0),
+                tiny_dataset(), tmp_path, resume=True)
+    with pytest.raises(GenimageError, match="--lr-schedule must be one of"):
+        Trainer(tiny_model_config(), tiny_train_config(6, lr_schedule="step"), tiny_dataset(), tmp_path / "x")

@@ -45,6 +45,8 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) [default: 3e-4, or the family's]")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.0,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Learning-rate warm-up steps [default: 100, or the family's]")] = None,
+    lr_schedule: Annotated[str, typer.Option(help="Learning rate after warm-up: constant | cosine | linear (decays over --steps to --min-lr-ratio x --lr; --resume keeps --steps)")] = "constant",
+    min_lr_ratio: Annotated[float, typer.Option(help="Final learning rate of a cosine/linear --lr-schedule, as a fraction of --lr")] = 0.0,
     grad_clip: Annotated[Optional[float], typer.Option(help="Gradient-norm clip (0 = off) [default: 1.0, or the family's]")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="EMA decay [default: 0.999, or the family's]")] = None,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="bfloat16 autocast; default: auto (bf16 only on GPUs and CPUs with AMX/AVX512-BF16)")] = None,
@@ -214,7 +216,8 @@ def train(
 
     bf16 = resolve_bf16(bf16)
     tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                     grad_clip=grad_clip, ema_decay=ema_decay, bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
+                     lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, ema_decay=ema_decay,
+                     bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
                      progress=progress, max_minutes=max_minutes, compile=compile_)
     if init_from is not None and not resume:

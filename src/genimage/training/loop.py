@@ -30,6 +30,24 @@ from genimage.training.ema import EMA
 from genimage.utils.weights import load_safetensors
 
 
+#: Learning-rate schedules after warm-up (``TrainConfig.lr_schedule``).
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based) of ``steps``:
+    a linear warm-up over ``warmup_steps``, then ``schedule`` (see ``TrainConfig.lr_schedule``)
+    from 1 at the end of the warm-up to ``min_ratio`` at the last step."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(1, steps - 1 - max(warmup_steps, 0))
+    progress = min(1.0, max(0, step - max(warmup_steps, 0)) / span)
+    decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * decay
+
+
 @dataclass
 class TrainConfig:
     """Args:
@@ -38,6 +56,11 @@ class TrainConfig:
         lr: Peak AdamW learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: Linear learning-rate warm-up length.
+        lr_schedule: After warm-up, ``constant``, or a decay over the rest of ``steps`` to
+            ``min_lr_ratio * lr``: ``cosine`` (Loshchilov & Hutter 2017, "SGDR", Eq. 5 with
+            one cycle) or ``linear``. A decaying schedule ties the run to its ``steps``:
+            ``--resume`` must keep them.
+        min_lr_ratio: Final learning rate of a decaying schedule, as a fraction of ``lr``.
         grad_clip: Max global gradient norm (0 disables clipping).
         ema_decay: EMA decay of the sampling weights.
         bf16: Run forward/backward under bfloat16 autocast (fast on CPUs with AMX).
@@ -66,6 +89,8 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     bf16: bool = False
@@ -89,6 +114,10 @@ class TrainConfig:
             raise GenimageError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise GenimageError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise GenimageError(f"--lr-schedule must be one of {' | '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise GenimageError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not self.max_minutes >= 0:
             raise GenimageError(f"--max-minutes must be >= 0, got {self.max_minutes}")
         if not 0 <= self.cond_drop_prob <= 1:
@@ -233,8 +262,9 @@ class Trainer:
         tensors, meta = ckpt.load_checkpoint(folder)
         state = meta["trainer.json"]
         saved_tc = {**dataclasses.asdict(TrainConfig()), **state["train_config"]}  # settings added later: defaults
-        old = {k: v for k, v in saved_tc.items() if k not in _RESUME_FREE}
-        new = {k: v for k, v in dataclasses.asdict(self.tc).items() if k not in _RESUME_FREE}
+        free = _RESUME_FREE - ({"steps"} if saved_tc["lr_schedule"] != "constant" else set())  # a decay spans steps
+        old = {k: v for k, v in saved_tc.items() if k not in free}
+        new = {k: v for k, v in dataclasses.asdict(self.tc).items() if k not in free}
         if old != new:
             diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
             raise GenimageError(f"--resume with different training settings {diff}; use the original ones")
@@ -299,9 +329,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _lr(self, step: int) -> float:
-        if self.tc.warmup_steps <= 0:
-            return self.tc.lr
-        return self.tc.lr * min(1.0, (step + 1) / self.tc.warmup_steps)
+        tc = self.tc
+        return tc.lr * lr_factor(step, tc.steps, tc.warmup_steps, tc.lr_schedule, tc.min_lr_ratio)
 
     def _next_batch(self) -> dict[str, Any]:
         world, rank = self.acc.num_processes, self.acc.process_index
