@@ -333,3 +333,24 @@ def test_multistep_consistency_training_keeps_pairs_inside_a_segment(schedule):
     assert bool((t > s).all() & (s >= b).all()) and bool((b == 0.5).any() & (b == 0).any())
     losses = _fixed_batch_losses(model, _digits_batch(), 12, 2e-3)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+
+
+def test_teacher_substeps_walk_the_interval_in_equal_steps_and_are_checked():
+    """``teacher_substeps = k`` replaces the teacher's one step per grid interval by k equal
+    steps: the same points as the grid refined k times (per sample, any t > s)."""
+    teacher = load_teacher(_student("consistency", "digits", teacher_guidance=1), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8, 8, generator=gen)
+    cond = {"label": torch.tensor([3, 7])}
+    t, s = torch.tensor([0.9, 0.5], dtype=torch.float64), torch.tensor([0.6, 0.0], dtype=torch.float64)
+    assert torch.equal(teacher.walk(x, t, s, cond), teacher.step(x, t, s, cond))
+    by_hand = x
+    for j in range(3):
+        by_hand = teacher.step(by_hand, t + (s - t) * j / 3, t + (s - t) * (j + 1) / 3, cond)
+    walked = teacher.walk(x, t, s, cond, substeps=3)
+    assert torch.allclose(walked, by_hand, atol=1e-6)
+    assert not torch.allclose(walked, teacher.step(x, t, s, cond), atol=1e-3)
+    assert consistency_settings({"teacher": "digits", "teacher_substeps": 3}).teacher_substeps == 3
+    assert consistency_settings({"teacher": "digits"}).teacher_substeps == 1
+    with pytest.raises(GenimageError, match="teacher_substeps"):
+        consistency_settings({"teacher": "digits", "teacher_substeps": 0})

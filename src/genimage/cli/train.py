@@ -130,7 +130,7 @@ def train(
     students = ("consistency", "reflow")  # families trained against a --teacher
     family_keys = {"mode", "intervals", "intervals_start", "intervals_end", "double_every", "distill", "pairs", "pair_seed",
                    "teacher_steps", "teacher_guidance", "teacher_sampler", "schedule", "weighting", "total_steps",
-                   "p_mean", "p_std", "segments", "teacher_solver", "grid"}
+                   "p_mean", "p_std", "segments", "teacher_solver", "teacher_substeps", "grid"}
     if teacher is not None and family not in students:
         raise GenimageError(f"--teacher is for --family consistency or reflow, not {family}")
     if family == "reflow" and teacher is None:

@@ -20,7 +20,12 @@ Two ways to train (``family_config["mode"]``):
   spaced in path time (``grid = uniform``): the student learns the teacher's solution *on
   the grid*, so the grid's accuracy bounds the student's (on digits, n = 5,000: the teacher
   walking 18 Karras intervals reaches FD 1.91, 18 uniform ones 1.33, its 50-step DDIM 1.385;
-  ``benchmarks/distillation_grid_ceiling.py``).
+  ``benchmarks/distillation_grid_ceiling.py``). ``teacher_substeps = k`` makes the teacher
+  step of each interval ``k`` equal solver steps: the teacher's accuracy of a ``k`` times
+  finer grid with the student's chain of consistency links as short as the coarse grid's
+  (with one interval per segment, ``intervals = segments``, there is no chain left: each
+  segment's jump regresses onto the teacher's ``k``-step solution, the direct distillation of
+  Luhman & Luhman 2021 per segment).
 * ``training`` (CT, no teacher, Alg. 3): ``x_s`` is the same noise at the lower time. The
   pairs ``t > s`` come from ``family_config["schedule"]``:
 
@@ -149,6 +154,7 @@ class ConsistencySettings:
     segments: int = 1
     teacher_solver: str = "euler"
     grid: str = "karras"
+    teacher_substeps: int = 1
 
     def segment_start(self, t: torch.Tensor) -> torch.Tensor:
         """Start ``b = ceil(S t - 1) / S`` (>= 0) of the segment ``(b, b + 1/S]`` holding each
@@ -186,6 +192,7 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         total = int(fc.get("total_steps") or 0)
         every = int(fc.get("double_every", 2000))
         segments = int(fc.get("segments", 1))
+        substeps = int(fc.get("teacher_substeps", 1))
     except (TypeError, ValueError) as exc:
         raise GenimageError(f"consistency settings must be numbers: {exc}") from None
     if not 1 <= start <= end:
@@ -196,6 +203,8 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         raise GenimageError(f"consistency needs total_steps >= 0 and double_every >= 1, got {total} and {every}")
     if segments < 1:
         raise GenimageError(f"consistency segments must be >= 1 (1 = the classic model), got {segments}")
+    if substeps < 1:
+        raise GenimageError(f"consistency teacher_substeps must be >= 1, got {substeps}")
     solver = fc.get("teacher_solver", "euler")
     if solver not in TEACHER_SOLVERS:
         raise GenimageError(f"consistency teacher_solver must be one of {TEACHER_SOLVERS}, got {solver!r}")
@@ -204,7 +213,8 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         raise GenimageError(f"consistency grid must be one of {GRIDS}, got {grid!r}")
     if total:
         every = ict_double_every(total, start, end)
-    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std, segments, solver, grid)
+    return ConsistencySettings(mode, schedule, weighting, start, end, every, p_mean, p_std, segments, solver, grid,
+                               substeps)
 
 
 def with_boundaries(times: torch.Tensor, segments: int, min_gap: float = 1e-3) -> torch.Tensor:
@@ -299,7 +309,7 @@ class ConsistencyModel(StudentModel):
         path = self.denoiser.path
         x_t = noisy(x0, eps, PathCoefficients.at(path, t, x0.ndim))
         if self.mode == "distillation":
-            x_s = self.teacher.step(x_t, t, s, cond, self.settings.teacher_solver)
+            x_s = self.teacher.walk(x_t, t, s, cond, self.settings.teacher_solver, self.settings.teacher_substeps)
         else:
             x_s = noisy(x0, eps, PathCoefficients.at(path, s, x0.ndim))
         with torch.no_grad():

@@ -67,6 +67,17 @@ class Teacher:
         x_heun = (x.double() + dt * v / 2).to(x.dtype)
         return torch.where((s > 0).reshape(shape).to(x.device), x_heun, x_euler)
 
+    def walk(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond, solver: str = "euler",
+             substeps: int = 1) -> torch.Tensor:
+        """``substeps`` equal :meth:`step` s from times ``t`` to ``s`` (``(B,)`` each): a more
+        accurate teacher solution over one interval of a coarse grid."""
+        t64, s64 = t.to(torch.float64), s.to(torch.float64)
+        for j in range(substeps):
+            a = t64 + (s64 - t64) * (j / substeps)
+            b = s64 if j == substeps - 1 else t64 + (s64 - t64) * ((j + 1) / substeps)
+            x = self.step(x, a, b, cond, solver)
+        return x
+
 
 class StudentModel(DiffusionModel):
     """A flow-matching network trained against a teacher (``family_config["teacher"]``):
