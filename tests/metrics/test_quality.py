@@ -69,3 +69,15 @@ def test_errors(splits):
         evaluate_samples(test, train, "no-such-net")
     with pytest.raises(GenimageError, match="image tensor"):
         evaluate_samples("images.png", train, "digits")
+
+
+def test_precomputed_reference_features_give_the_same_report(splits):
+    from genimage.metrics.features import load_feature_net
+
+    train, test, _ = splits
+    net = load_feature_net("digits")
+    a = evaluate_samples(test, train[:300], net, kid_subsets=5)
+    b = evaluate_samples(test, train[:300], net, kid_subsets=5, reference_features=net.features(train[:300]))
+    assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    with pytest.raises(GenimageError, match="reference_features"):
+        evaluate_samples(test, train[:300], net, reference_features=net.features(train[:200]))

@@ -48,11 +48,10 @@ def train_family(family: str, data: str, out: Path, minutes: float, preset: str 
 
 def measure(name: str, model_ref: str | Path, dataset, reference: torch.Tensor, ref_features: torch.Tensor, net,
             n: int, seed: int) -> tuple[dict[str, Any], torch.Tensor]:
-    """One row of the table, and the samples it was measured on."""
+    """One row of the table, and the samples it was measured on (metrics by
+    :func:`genimage.metrics.quality.evaluate_samples`, reference features passed in)."""
     from genimage.families.io import load_generator
-    from genimage.metrics.frechet import frechet_distance
-    from genimage.metrics.kid import kernel_inception_distance
-    from genimage.metrics.prdc import prdc
+    from genimage.metrics.quality import evaluate_samples
 
     lg = load_generator(model_ref)
     cfg = lg.config
@@ -61,21 +60,17 @@ def measure(name: str, model_ref: str | Path, dataset, reference: torch.Tensor, 
                             f"{reference.shape[-1]}px x {reference.shape[1]}")
     cond = conditions_for(cfg, n, dataset)
     samples, secs = draw_samples(lg.model, n, seed, cond)
-    fs = net.features(samples)
-    kid = kernel_inception_distance(fs, ref_features, n_subsets=50, subset_size=min(500, n, len(reference)), seed=seed)
-    pr = prdc(ref_features, fs, k=5)
-    row = {"model": name, "family": cfg.family, "folder": str(lg.folder), "fd": frechet_distance(fs, ref_features),
-           "kid": kid["kid"], "precision": pr["precision"], "recall": pr["recall"],
-           "bits_per_dim": None, "nfe": lg.model.nfe_per_sample, "images_per_s": round(n / secs, 1)}
+    m = evaluate_samples(samples, reference, net, kid_subsets=50, kid_subset_size=min(500, n, len(reference)),
+                         seed=seed, labels=cond if cfg.num_classes else None, reference_features=ref_features)
+    row = {"model": name, "family": cfg.family, "folder": str(lg.folder), "fd": m["fd"], "kid": m["kid"],
+           "precision": m["precision"], "recall": m["recall"], "bits_per_dim": None,
+           "nfe": lg.model.nfe_per_sample, "images_per_s": round(n / secs, 1)}
     if lg.model.has_likelihood:
         row["bits_per_dim"] = mean_bits_per_dim(lg.model, reference)
         row["bits_per_dim_is_bound"] = lg.model.likelihood_is_bound
-    if cfg.channels == 1 and getattr(net, "name", "") == "digits":
-        from genimage.metrics.recognizability import digits_recognizability
-
-        rec = digits_recognizability(samples, labels=cond if cfg.num_classes else None, net=net)
-        row["recognized"] = rec["confident_fraction"]
-        row["classes_present"] = rec["classes_present"]
+    if "recognizability" in m:
+        row["recognized"] = m["recognizability"]["confident_fraction"]
+        row["classes_present"] = m["recognizability"]["classes_present"]
     return row, samples
 
 

@@ -50,7 +50,8 @@ def evaluate_samples(
     copy_threshold: float = DEFAULT_THRESHOLD,
     top: int = 10,
     labels=None,
-    batch_size: int = 500,
+    batch_size: int | None = None,
+    reference_features: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Compare generated samples with reference images (and, optionally, the training set).
 
@@ -65,7 +66,10 @@ def evaluate_samples(
         copy_threshold: Ratio-test threshold of the memorization check.
         top: Closest pairs listed in the memorization report.
         labels: Intended classes of the samples; with the digits net, scored by recognizability.
-        batch_size: Images per feature-network batch.
+        batch_size: Images per feature-network batch (default: the network's own, 500 for the
+            domain nets, 50 for Inception at 299 px).
+        reference_features: ``net``'s features of ``reference`` when already computed (a
+            caller measuring several sample sets against one reference extracts them once).
 
     Returns:
         ``{"features", "n_samples", "n_reference", "fd", "kid", "kid_std", "kid_subset_size",
@@ -80,7 +84,12 @@ def evaluate_samples(
         raise GenimageError(f"samples have {s.shape[1]} channel(s) but the reference images {r.shape[1]}")
     if s.shape[0] < 2 or r.shape[0] < 2:
         raise GenimageError(f"need at least 2 samples and 2 reference images, got {s.shape[0]} and {r.shape[0]}")
-    fs, fr = net.features(s, batch_size=batch_size), net.features(r, batch_size=batch_size)
+    batch = {} if batch_size is None else {"batch_size": batch_size}
+    fs = net.features(s, **batch)
+    fr = net.features(r, **batch) if reference_features is None else reference_features
+    if fr.shape != (r.shape[0], fs.shape[1]):
+        raise GenimageError(f"reference_features {tuple(fr.shape)} do not match {r.shape[0]} reference images "
+                            f"x {fs.shape[1]} features")
     kid = kernel_inception_distance(fs, fr, n_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     out: dict[str, Any] = {
         "features": net.source,
@@ -97,7 +106,7 @@ def evaluate_samples(
             t, ft = r, fr
         else:
             t = as_image_batch(train_images, "training images")
-            ft = net.features(t, batch_size=batch_size)
+            ft = net.features(t, **batch)
         out["memorization"] = memorization(
             s, t, net, threshold=copy_threshold, top=top, sample_features=fs, train_features=ft,
         )
