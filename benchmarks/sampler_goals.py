@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + n - 1")
     ap.add_argument("--renoise-time", type=float, default=None,
                     help="also measure the 2-step consistency model re-noising to this time (default row: 0.5)")
+    ap.add_argument("--teacher-rows", default=None,
+                    help="comma list of SAMPLER:STEPS teacher rows instead of the goal's set, e.g. ddim:50")
     ap.add_argument("--out", default=None)
     ap.add_argument("--settings", default="guided,unguided",
                     help="comma list: guided (the model's guidance, 2 evaluations per step), unguided (guidance 1)")
@@ -75,8 +77,10 @@ def main() -> None:
     chosen = {x for x in args.settings.split(",") if x}
     settings = [(g, 2)] * ("guided" in chosen) + [(1.0, 1)] * ("unguided" in chosen)
     for guidance, per in settings:
-        for sampler, steps in dict.fromkeys([("ddim", 100 // per), ("dpmpp_2m", 10 // per), ("ddim", 10 // per),
-                                             ("ddim", 50)]):
+        goal_rows = [("ddim", 100 // per), ("dpmpp_2m", 10 // per), ("ddim", 10 // per), ("ddim", 50)]
+        if args.teacher_rows is not None:
+            goal_rows = [(r.split(":")[0], int(r.split(":")[1])) for r in args.teacher_rows.split(",") if r]
+        for sampler, steps in dict.fromkeys(goal_rows):
             run("teacher", teacher, sampler, steps, guidance)
     if args.consistency:
         cm = load_generator(args.consistency)
