@@ -3,8 +3,8 @@
 
 A multistep consistency model with ``segments = 2`` (Heek et al. 2024) samples in two
 deterministic steps, t = 1 -> 0.5 -> 0. This script swaps each of the two student steps for
-the teacher walking that segment on the distillation grid (one teacher step per interval,
-the solver used in training) and prints the Fréchet distance of the four combinations,
+the teacher walking that segment on the distillation grid (its training solver and
+``teacher_substeps`` per interval) and prints the Fréchet distance of the four combinations,
 in the shipped digits features against the 1,500 training digits (seeds 0..n-1, labels
 i mod 10, as ``benchmarks/sampler_goals.py``):
 
@@ -40,9 +40,10 @@ def student_step(denoiser, x: torch.Tensor, t: float, b: float, cond) -> torch.T
     return (t - b) / t * x0 + b / t * x
 
 
-def teacher_walk(teacher, times: torch.Tensor, x: torch.Tensor, cond, solver: str) -> torch.Tensor:
+def teacher_walk(teacher, times: torch.Tensor, x: torch.Tensor, cond, solver: str, substeps: int) -> torch.Tensor:
+    """The teacher down ``times``, each interval in ``substeps`` steps (as in training)."""
     for t, s in zip(times[:-1], times[1:]):
-        x = teacher.step(x, t.expand(len(x)), s.expand(len(x)), cond, solver)
+        x = teacher.walk(x, t.expand(len(x)), s.expand(len(x)), cond, solver, substeps)
     return x
 
 
@@ -67,9 +68,10 @@ def main() -> None:
     conditioner = Conditioner(config)
     labels = conditions_for(config, args.n)
     shape = (config.channels, config.image_size, config.image_size)
+    solver, substeps = settings.teacher_solver, settings.teacher_substeps
     halves = {
-        "teacher": (lambda x, c: teacher_walk(teacher, upper, x, c, settings.teacher_solver),
-                    lambda x, c: teacher_walk(teacher, lower, x, c, settings.teacher_solver)),
+        "teacher": (lambda x, c: teacher_walk(teacher, upper, x, c, solver, substeps),
+                    lambda x, c: teacher_walk(teacher, lower, x, c, solver, substeps)),
         "student": (lambda x, c: student_step(student.denoiser, x, 1.0, 0.5, c),
                     lambda x, c: student_step(student.denoiser, x, 0.5, 0.0, c)),
     }
