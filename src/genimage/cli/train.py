@@ -35,7 +35,7 @@ def train(
     objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
     preset: Annotated[str, typer.Option(help="Architecture size: tiny | small | base (diffusion); ct-tiny (a whole recipe for --family consistency without --teacher); the family's presets otherwise")] = "small",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE, or a family setting for --family consistency/reflow (e.g. segments=2, intervals=18, grid=uniform, weighting=uniform, teacher_guidance=1) (repeatable)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Backbone config override KEY=VALUE, or a family setting for --family consistency/reflow (e.g. segments=2, intervals=6, teacher_substeps=3, grid=uniform, weighting=uniform, teacher_guidance=1) (repeatable)")] = None,
     cond: Annotated[str, typer.Option(help="auto | label | text | none")] = "auto",
     path: Annotated[Optional[str], typer.Option(help="Noise path override (vp-cosine, vp-linear, edm, linear)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Training image side in pixels")] = None,
