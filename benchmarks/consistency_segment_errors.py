@@ -13,7 +13,7 @@ i mod 10, as ``benchmarks/sampler_goals.py``):
 * teacher + student: the error of its second (low-noise) step alone;
 * student + student: the student's own 2-step sampling.
 
-    python benchmarks/consistency_segment_errors.py /work/runs/mcd_u18 -n 5000
+    python benchmarks/consistency_segment_errors.py runs/ft_u18_lo -n 5000
 """
 
 from __future__ import annotations

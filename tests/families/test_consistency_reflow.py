@@ -354,3 +354,5 @@ def test_teacher_substeps_walk_the_interval_in_equal_steps_and_are_checked():
     assert consistency_settings({"teacher": "digits"}).teacher_substeps == 1
     with pytest.raises(GenimageError, match="teacher_substeps"):
         consistency_settings({"teacher": "digits", "teacher_substeps": 0})
+    with pytest.raises(GenimageError, match="teacher_substeps is for distillation"):
+        consistency_settings({"mode": "training", "teacher_substeps": 3})

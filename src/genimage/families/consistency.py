@@ -209,6 +209,9 @@ def consistency_settings(family_config: dict[str, Any]) -> ConsistencySettings:
         raise GenimageError(f"consistency segments must be >= 1 (1 = the classic model), got {segments}")
     if substeps < 1:
         raise GenimageError(f"consistency teacher_substeps must be >= 1, got {substeps}")
+    if substeps > 1 and mode != "distillation":
+        raise GenimageError("consistency teacher_substeps is for distillation from a --teacher; training without "
+                            "one has no teacher steps")
     solver = fc.get("teacher_solver", "euler")
     if solver not in TEACHER_SOLVERS:
         raise GenimageError(f"consistency teacher_solver must be one of {TEACHER_SOLVERS}, got {solver!r}")

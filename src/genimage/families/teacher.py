@@ -69,8 +69,8 @@ class Teacher:
 
     def walk(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond, solver: str = "euler",
              substeps: int = 1) -> torch.Tensor:
-        """``substeps`` equal :meth:`step` s from times ``t`` to ``s`` (``(B,)`` each): a more
-        accurate teacher solution over one interval of a coarse grid."""
+        """From times ``t`` to ``s`` (``(B,)`` each) in ``substeps`` equal steps of :meth:`step`:
+        a more accurate teacher solution over one interval of a coarse grid."""
         t64, s64 = t.to(torch.float64), s.to(torch.float64)
         for j in range(substeps):
             a = t64 + (s64 - t64) * (j / substeps)
