@@ -40,13 +40,6 @@ def student_step(denoiser, x: torch.Tensor, t: float, b: float, cond) -> torch.T
     return (t - b) / t * x0 + b / t * x
 
 
-def teacher_walk(teacher, times: torch.Tensor, x: torch.Tensor, cond, solver: str, substeps: int) -> torch.Tensor:
-    """The teacher down ``times``, each interval in ``substeps`` steps (as in training)."""
-    for t, s in zip(times[:-1], times[1:]):
-        x = teacher.walk(x, t.expand(len(x)), s.expand(len(x)), cond, solver, substeps)
-    return x
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("student", help="a 2-segment consistency model, run or checkpoint folder")
@@ -70,8 +63,8 @@ def main() -> None:
     shape = (config.channels, config.image_size, config.image_size)
     solver, substeps = settings.teacher_solver, settings.teacher_substeps
     halves = {
-        "teacher": (lambda x, c: teacher_walk(teacher, upper, x, c, solver, substeps),
-                    lambda x, c: teacher_walk(teacher, lower, x, c, solver, substeps)),
+        "teacher": (lambda x, c: teacher.walk_grid(x, upper, c, solver, substeps),
+                    lambda x, c: teacher.walk_grid(x, lower, c, solver, substeps)),
         "student": (lambda x, c: student_step(student.denoiser, x, 1.0, 0.5, c),
                     lambda x, c: student_step(student.denoiser, x, 0.5, 0.0, c)),
     }

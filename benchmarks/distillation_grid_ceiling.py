@@ -30,13 +30,6 @@ from genimage.metrics.frechet import frechet_distance
 from genimage.samplers.noise import generators_for_seeds, randn
 
 
-def walk(teacher, times: torch.Tensor, x: torch.Tensor, cond, solver: str) -> torch.Tensor:
-    """Teacher steps from ``times[0]`` down to ``times[-1]`` (one per interval)."""
-    for t, s in zip(times[:-1], times[1:]):
-        x = teacher.step(x, t.expand(len(x)), s.expand(len(x)), cond, solver)
-    return x
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="digits")
@@ -64,7 +57,7 @@ def main() -> None:
             seeds = range(start, min(start + 250, args.n))
             x = randn((len(seeds), *shape), generators_for_seeds(seeds))
             cond = conditioner(labels=labels[start:start + len(seeds)] if labels else None, batch=len(seeds))
-            images.append(walk(teacher, times, x, cond, args.solver).clamp(-1, 1))
+            images.append(teacher.walk_grid(x, times, cond, args.solver).clamp(-1, 1))
         fd = frechet_distance(net.features(torch.cat(images)), ref)
         print(json.dumps({"grid": grid, "intervals": int(intervals), "segments": args.segments,
                           "teacher_steps": len(times) - 1, "solver": args.solver, "fd": fd,

@@ -78,6 +78,14 @@ class Teacher:
             x = self.step(x, a, b, cond, solver)
         return x
 
+    def walk_grid(self, x: torch.Tensor, times: torch.Tensor, cond, solver: str = "euler",
+                  substeps: int = 1) -> torch.Tensor:
+        """Down the descending 1-D grid ``times``, :meth:`walk` ing each interval: the teacher's
+        solution on a distillation grid, which bounds what a student distilled on it can reach."""
+        for t, s in zip(times[:-1], times[1:]):
+            x = self.walk(x, t.expand(len(x)), s.expand(len(x)), cond, solver, substeps)
+        return x
+
 
 class StudentModel(DiffusionModel):
     """A flow-matching network trained against a teacher (``family_config["teacher"]``):

@@ -38,12 +38,12 @@ def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str, min_ratio
     """Multiplier of the peak learning rate at optimizer step ``step`` (0-based) of ``steps``:
     a linear warm-up over ``warmup_steps``, then ``schedule`` (see ``TrainConfig.lr_schedule``)
     from 1 at the end of the warm-up to ``min_ratio`` at the last step."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
+    warmup = max(warmup_steps, 0)
+    if step < warmup:
+        return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
-    span = max(1, steps - 1 - max(warmup_steps, 0))
-    progress = min(1.0, max(0, step - max(warmup_steps, 0)) / span)
+    progress = min(1.0, max(0, step - warmup) / max(1, steps - 1 - warmup))
     decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
     return min_ratio + (1.0 - min_ratio) * decay
 
