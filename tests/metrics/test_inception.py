@@ -1,8 +1,10 @@
 """The Inception option: refuses files that are not the published FID weights, and genimage's
 own FID Inception-v3 has exactly the published file's keys and shapes, the FID pooling
-variants, and loads / runs end to end (on random weights: the real file is not available here)."""
+variants, loads / runs end to end, and gives the features that torch-fidelity and pytorch-fid
+give (on random weights: the real file is not available here)."""
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +13,11 @@ from torch import nn
 import genimage.metrics.inception as inception
 from genimage.errors import GenimageError
 from genimage.metrics.features import load_inception
-from genimage.metrics.inception_net import FIDInceptionV3, load_fid_state_dict, pool_branch
+from genimage.metrics.inception_net import (
+    FIDInceptionV3, load_fid_state_dict, pool_branch, random_fid_state, resize_bilinear_tf1,
+)
+
+REFERENCE = Path(__file__).with_name("inception_reference.safetensors")
 
 
 def test_published_hash_and_name_agree():
@@ -132,7 +138,7 @@ def random_net():
 
 
 def test_forward_shapes_and_batch_independence(random_net):
-    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 255
     seen = {}
 
     def record(name):
@@ -187,8 +193,8 @@ def test_load_inception_end_to_end(random_net, tmp_path, monkeypatch):
     a = feats.features(images)
     b = feats.features(images)
     assert a.shape == (1, 2048) and torch.equal(a, b)
-    with torch.no_grad():  # the loaded weights (not a fresh init) produced them, from 8-bit levels in [0, 1]
-        want = random_net((((images + 1) * 127.5).round()) / 255)
+    with torch.no_grad():  # the loaded weights (not a fresh init) produced them, from 8-bit levels
+        want = random_net(((images + 1) * 127.5).round())
     assert torch.allclose(a, want, atol=1e-5, rtol=0)
 
 
@@ -206,7 +212,7 @@ def test_load_inception_rejects_a_mismatched_file(random_net, tmp_path, monkeypa
         load_inception(path)
 
 
-def test_input_handling_quantises_to_8_bit_levels_in_0_1():
+def test_input_handling_quantises_to_8_bit_levels():
     class Probe(nn.Module):
         def forward(self, x):
             self.seen = x
@@ -218,8 +224,74 @@ def test_input_handling_quantises_to_8_bit_levels_in_0_1():
     out = feats.features(torch.cat([gray, gray]), batch_size=1)
     assert out.shape == (2, 2048)
     x = probe.seen
-    assert x.shape == (1, 3, 4, 4) and x.min() == 0 and x.max() == 1
-    assert torch.allclose(x * 255, (x * 255).round(), atol=1e-4)
+    assert x.shape == (1, 3, 4, 4) and x.min() == 0 and x.max() == 255
+    assert torch.equal(x, x.round())
     assert torch.equal(x[:, 0], x[:, 2])
     with pytest.raises(GenimageError, match="1- or 3-channel"):
         feats.features(torch.zeros(1, 2, 4, 4))
+
+
+def test_tf1_resize_samples_without_the_half_pixel_offset():
+    x = torch.tensor([0.0, 10.0]).reshape(1, 1, 1, 2).expand(1, 1, 2, 2).contiguous()
+    up = resize_bilinear_tf1(x, 4)  # output i samples input i * 2 / 4 = 0, .5, 1, 1.5 (clamped to the last)
+    assert up.shape == (1, 1, 4, 4)
+    assert torch.equal(up[0, 0, 0], torch.tensor([0.0, 5.0, 10.0, 10.0]))
+    assert torch.equal(up[0, 0, :, 1], torch.full((4,), 5.0))
+    torch_style = torch.nn.functional.interpolate(x, size=(4, 4), mode="bilinear", align_corners=False)
+    assert torch_style[0, 0, 0, 1] == 2.5  # PyTorch's half-pixel centres: the convention that differs
+    same = torch.rand(2, 3, 7, 7)
+    assert torch.equal(resize_bilinear_tf1(same, 7), same)
+    down = resize_bilinear_tf1(torch.arange(16.0).reshape(1, 1, 4, 4), 2)  # samples rows / cols 0 and 2
+    assert torch.equal(down[0, 0], torch.tensor([[0.0, 2.0], [8.0, 10.0]]))
+
+
+def test_input_modes():
+    assert FIDInceptionV3().input_mode == "tensorflow"
+    with pytest.raises(GenimageError, match="unknown Inception input mode 'tf2'"):
+        FIDInceptionV3("tf2")
+    levels = torch.full((1, 3, 299, 299), 255.0)
+    assert torch.equal(FIDInceptionV3("tensorflow").prepare(levels), torch.full_like(levels, 127 / 128))
+    assert torch.equal(FIDInceptionV3("pytorch-fid").prepare(levels), torch.ones_like(levels))
+
+
+@pytest.fixture(scope="module")
+def seeded_nets():
+    state = random_fid_state(0)
+    return {mode: load_fid_state_dict(FIDInceptionV3(mode), state).eval() for mode in ("tensorflow", "pytorch-fid")}
+
+
+def test_random_fid_state_is_seeded():
+    a, b = random_fid_state(0), random_fid_state(0)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["fc.weight"], random_fid_state(1)["fc.weight"])
+
+
+@pytest.mark.parametrize("size", [8, 32, 64])
+def test_features_match_torch_fidelity_and_pytorch_fid(seeded_nets, size):
+    """Reference features written by benchmarks/inception_crosscheck.py with torch-fidelity 0.4.0
+    and pytorch-fid 0.3.0 on random_fid_state(0); there genimage matched both bit for bit."""
+    from safetensors.torch import load_file
+
+    ref = load_file(REFERENCE)
+    images = ref[f"images_{size}"]
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, size, size)
+    with torch.no_grad():
+        tf = seeded_nets["tensorflow"](images.float())
+        pf = seeded_nets["pytorch-fid"](images.float())
+    for ours, want in ((tf, ref[f"torch_fidelity_{size}"]), (pf, ref[f"pytorch_fid_{size}"])):
+        assert (ours - want).abs().max() <= 1e-4 * want.abs().max()
+    # ... and the two conventions really differ here, so the check above can tell them apart
+    assert (tf - pf).abs().max() > 1e-3 * pf.abs().max()
+
+
+def test_load_inception_input_mode_and_source(random_net, tmp_path, monkeypatch):
+    path = _save_with_hash(random_net.state_dict(), tmp_path / "w.pth", monkeypatch)
+    tf, pf = load_inception(path), load_inception(path, input_mode="pytorch-fid")
+    assert tf.net.input_mode == "tensorflow" and pf.net.input_mode == "pytorch-fid"
+    assert "TensorFlow-graph resize" in tf.source and "pytorch-fid resize" in pf.source
+    with pytest.raises(GenimageError, match="unknown Inception input mode"):
+        load_inception(path, input_mode="bicubic")
+    from genimage.evaluation.report import load_features  # the --features specs of eval / compare
+
+    assert load_features(f"inception:{path}").net.input_mode == "tensorflow"
+    assert load_features(f"inception-pytorch-fid:{path}").net.input_mode == "pytorch-fid"

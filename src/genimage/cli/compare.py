@@ -20,7 +20,7 @@ def compare(
     out: Annotated[Path, typer.Option(help="Folder for compare.md/.json/.png, sample grids and trained runs")] = Path("compare"),
     n: Annotated[int, typer.Option("-n", help="Samples per model")] = 1000,
     seed: Annotated[int, typer.Option(help="Image i uses seed SEED+i")] = 0,
-    features: Annotated[Optional[str], typer.Option(help="digits | shapes | folder | inception:PATH")] = None,
+    features: Annotated[Optional[str], typer.Option(help="digits | shapes | folder | inception:PATH | inception-pytorch-fid:PATH")] = None,
 ) -> None:
     """Train (or load) one model per family on the same data and print one table: Fréchet
     distance, KID, precision/recall, bits/dim where defined, network evaluations per image, images/s."""

@@ -91,7 +91,7 @@ def model_report(
     n: Annotated[int, typer.Option("-n", help="Samples to draw")] = 1000,
     seed: Annotated[int, typer.Option(help="Image i uses seed SEED+i")] = 0,
     split: Annotated[str, typer.Option(help="Split of a built-in dataset used as reference")] = "train",
-    features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH (default: the dataset's)")] = None,
+    features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH | inception-pytorch-fid:PATH (default: the dataset's)")] = None,
     sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
     sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)")] = None,
     prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,

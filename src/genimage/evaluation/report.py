@@ -34,11 +34,13 @@ def default_features(data: str) -> str:
 
 
 def load_features(spec: str):
-    """``digits`` / ``shapes`` / a feature-net folder / ``inception:PATH``."""
-    if spec.startswith("inception:"):
-        from genimage.metrics.inception import load_inception
+    """``digits`` / ``shapes`` / a feature-net folder / ``inception:PATH`` (TensorFlow-graph
+    input, the default) / ``inception-pytorch-fid:PATH`` (pytorch-fid's resize and scaling)."""
+    for prefix, mode in (("inception:", "tensorflow"), ("inception-pytorch-fid:", "pytorch-fid")):
+        if spec.startswith(prefix):
+            from genimage.metrics.inception import load_inception
 
-        return load_inception(spec.split(":", 1)[1])
+            return load_inception(spec[len(prefix):], input_mode=mode)
     from genimage.metrics.features import load_feature_net
 
     return load_feature_net(spec)

@@ -22,9 +22,19 @@ which is what makes the features match the TensorFlow ones:
   counting the padded zeros (TensorFlow's ``SAME`` average pool, ``count_include_pad=False``);
 * the last "E" block (``Mixed_7c``) max-pools there instead.
 
-Input, as pytorch-fid feeds it for FID: images in ``[0, 1]`` are resized bilinearly to 299x299
-(``align_corners=False``) and scaled to ``[-1, 1]``; the output is the adaptive average pool of
-the last 8x8x2048 map.
+Input: 8-bit levels (floats in ``[0, 255]``), prepared in one of two ways (``INPUT_MODES``):
+
+* ``"tensorflow"`` (default), as the TensorFlow graph itself does (TTUR's reference FID code,
+  torch-fidelity / torchmetrics, StyleGAN's metrics): TensorFlow 1.x bilinear resize to 299x299
+  (:func:`resize_bilinear_tf1`), then ``(x - 128) / 128``;
+* ``"pytorch-fid"``, as pytorch-fid feeds its port: ``x / 255``, PyTorch's bilinear resize
+  (``align_corners=False``), then ``2x - 1``.
+
+The two agree exactly on 299x299 images up to the 127.5-vs-128 centring, and differ by a few
+percent in the features of upsampled small images, so FIDs of 32-px images from the two tools
+differ slightly; reports name the mode. The output is the adaptive average pool of the last
+8x8x2048 map. ``benchmarks/inception_crosscheck.py`` checks both modes against pytorch-fid and
+torch-fidelity on random weights (BENCHMARKS.md, "Inception cross-check").
 """
 
 from __future__ import annotations
@@ -36,10 +46,34 @@ from torch import nn
 from genimage.errors import GenimageError
 
 INPUT_SIZE = 299
+INPUT_MODES = ("tensorflow", "pytorch-fid")
 NUM_CLASSES = 1008
 FEATURE_DIM = 2048
 
 Kernel = int | tuple[int, int]
+
+
+def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of ``(N, C, H, W)`` to ``size x size`` as TensorFlow 1.x's
+    ``resize_bilinear(align_corners=False)``, the resize inside the FID Inception graph.
+
+    Output pixel ``i`` samples the input at ``i * in / out`` (no half-pixel offset, unlike
+    PyTorch's ``align_corners=False``); the right / bottom neighbour is clamped to the last
+    pixel. Width is interpolated before height, each as ``a + (b - a) * w`` in float32, the
+    order of TensorFlow's kernel. At ``in == out`` it is the identity.
+    """
+    for dim in (3, 2):
+        n = x.shape[dim]
+        scale = torch.tensor(n / size, dtype=torch.float32)
+        src = torch.arange(size, dtype=torch.float32) * scale
+        lo = src.floor().long().clamp(max=n - 1)
+        hi = (lo + 1).clamp(max=n - 1)
+        w = (src - lo.float()).to(x.device, x.dtype)
+        shape = [1, 1, 1, 1]
+        shape[dim] = size
+        a, b = x.index_select(dim, lo.to(x.device)), x.index_select(dim, hi.to(x.device))
+        x = a + (b - a) * w.view(shape)
+    return x
 
 
 class ConvBN(nn.Module):
@@ -163,10 +197,17 @@ def block_e(cin: int, pool_kind: str) -> MixedBlock:
 
 
 class FIDInceptionV3(nn.Module):
-    """The FID Inception-v3; ``forward(images in [0, 1])`` gives the ``(N, 2048)`` pool3 features."""
+    """The FID Inception-v3; ``forward(8-bit levels)`` gives the ``(N, 2048)`` pool3 features.
 
-    def __init__(self) -> None:
+    Args:
+        input_mode: ``"tensorflow"`` (the graph's own resize and scaling) or ``"pytorch-fid"``.
+    """
+
+    def __init__(self, input_mode: str = "tensorflow") -> None:
         super().__init__()
+        if input_mode not in INPUT_MODES:
+            raise GenimageError(f"unknown Inception input mode {input_mode!r}; choose one of {', '.join(INPUT_MODES)}")
+        self.input_mode = input_mode
         self.Conv2d_1a_3x3 = ConvBN(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = ConvBN(32, 32, 3)
         self.Conv2d_2b_3x3 = ConvBN(32, 64, 3, padding=1)
@@ -185,10 +226,12 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7c = block_e(2048, "max")
         self.fc = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
-    @staticmethod
-    def prepare(images: torch.Tensor) -> torch.Tensor:
-        """``[0, 1]`` images -> bilinear 299x299 (``align_corners=False``) -> ``[-1, 1]``."""
-        x = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    def prepare(self, levels: torch.Tensor) -> torch.Tensor:
+        """8-bit levels in ``[0, 255]`` -> the ``(N, 3, 299, 299)`` network input in ``[-1, 1]``,
+        by :attr:`input_mode` (module docstring)."""
+        if self.input_mode == "tensorflow":
+            return (resize_bilinear_tf1(levels, INPUT_SIZE) - 128) / 128
+        x = F.interpolate(levels / 255, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2 * x - 1
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,9 +244,9 @@ class FIDInceptionV3(nn.Module):
             x = getattr(self, f"Mixed_{name}")(x)
         return x
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` images in ``[0, 1]`` -> ``(N, 2048)`` pool3 features."""
-        return F.adaptive_avg_pool2d(self.feature_maps(self.prepare(images)), 1).flatten(1)
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` 8-bit levels (floats in ``[0, 255]``) -> ``(N, 2048)`` pool3 features."""
+        return F.adaptive_avg_pool2d(self.feature_maps(self.prepare(levels)), 1).flatten(1)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """``(N, 1008)`` class logits of pool3 features (no dropout: evaluation only)."""
@@ -238,3 +281,39 @@ def load_fid_state_dict(net: FIDInceptionV3, state: object, source: str = "the w
     full = {k: state.get(k, v) for k, v in expected.items()}
     net.load_state_dict(full, strict=True)
     return net
+
+
+def random_fid_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A seeded random ``state_dict`` of the FID Inception layout, for checking implementations
+    against each other without the real weights (tests, ``benchmarks/inception_crosscheck.py``).
+
+    Drawn with NumPy's PCG64 in key order, so it does not depend on the torch version:
+    He-normal convolutions (features stay O(1) through the 94 layers), BatchNorm affine near
+    ``(1, 0)`` and running statistics near ``(0, 1)``, a small normal ``fc``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def uniform(lo: float, hi: float, shape: tuple[int, ...]) -> np.ndarray:
+        return lo + (hi - lo) * rng.random(shape, dtype=np.float32)
+
+    with torch.device("meta"):  # shapes only: no 24M-parameter initialisation
+        layout = {k: tuple(v.shape) for k, v in FIDInceptionV3().state_dict().items()}
+    state = {}
+    for name, shape in layout.items():
+        if name.endswith("num_batches_tracked"):
+            state[name] = torch.zeros(shape, dtype=torch.long)
+            continue
+        if name.endswith("conv.weight"):
+            value = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+        elif name.endswith("bn.weight"):
+            value = uniform(0.8, 1.2, shape)
+        elif name.endswith(("bn.bias", "bn.running_mean")):
+            value = uniform(-0.1, 0.1, shape)
+        elif name.endswith("bn.running_var"):
+            value = uniform(0.5, 1.5, shape)
+        else:  # fc.weight, fc.bias
+            value = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.01)
+        state[name] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    return state
