@@ -10,7 +10,9 @@ EMA update, synchronising the device between the parts. Small models on a GPU ar
 this host-side work rather than by the GPU; the table shows how much each part costs.
 ``--profile`` adds torch.profiler's top operators by self CPU time; ``--compile`` adds a row
 per batch size with the network compiled in place (``genimage train --compile``), timed in
-the same process after the eager row, and prints the compile time.
+the same process after the eager row, and prints the compile time. Rows are timed with the
+trainer's default deterministic CUDA kernels; ``--nondeterministic-too`` adds a row per batch
+size with them switched off (``genimage train --nondeterministic``), timed right after.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also time the step with the network compiled")
+    ap.add_argument("--nondeterministic-too", action="store_true",
+                    help="also time the step with deterministic CUDA kernels off")
     args = ap.parse_args(argv)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name() if dev == "cuda" else f"cpu, {torch.get_num_threads()} threads"
@@ -104,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         t = time_parts(trainer, args.steps)
         print(f"| {b} | {t['batch']:.1f} | {t['training_step']:.1f} | {t['ema']:.1f} | {t['total']:.1f} | "
               f"{b / t['total'] * 1e3:,.0f} |", flush=True)
+        if args.nondeterministic_too:
+            from genimage.training.loop import use_deterministic_cuda
+
+            use_deterministic_cuda(False)
+            t = time_parts(trainer, args.steps)
+            print(f"| {b}, nondeterministic | {t['batch']:.1f} | {t['training_step']:.1f} | {t['ema']:.1f} | "
+                  f"{t['total']:.1f} | {b / t['total'] * 1e3:,.0f} |", flush=True)
+            use_deterministic_cuda(True)
         if args.compile:
             t0 = time.perf_counter()
             trainer.model.ema_module().compile()

@@ -69,6 +69,8 @@ def _fixed_batch_losses(model, batch, steps: int, lr: float) -> list[float]:
     from genimage.families.base import StepContext
 
     opts = model.configure_optimizers(lr, 0.0)
+    device = next(model.parameters()).device  # the trainer's (CUDA where there is one)
+    batch = {"image": batch["image"].to(device), "cond": {k: v.to(device) for k, v in batch["cond"].items()}}
     out = []
     for i in range(steps):
         ctx = StepContext(optimizers=opts, generator=torch.Generator().manual_seed(0), step=0,
@@ -91,7 +93,7 @@ def test_distillation_starts_from_teacher_and_its_loss_falls_on_a_fixed_batch(tm
     mc = _student("consistency", "digits", intervals=8)  # the bundled digits flow is the teacher
     trainer = Trainer(mc, tiny_train_config(1, checkpoint_every=0), tiny_dataset(), tmp_path)
     ref = load_model("digits").denoiser.network.state_dict()
-    assert all(torch.equal(v, ref[k]) for k, v in trainer.model.network.state_dict().items())
+    assert all(torch.equal(v.cpu(), ref[k]) for k, v in trainer.model.network.state_dict().items())
     losses = _fixed_batch_losses(trainer.model, _digits_batch(), 12, 1e-3)
     assert losses[-1] < losses[0] * 0.7, losses
 
@@ -190,7 +192,7 @@ def test_reflow_pool_round_trips_and_training_straightens_on_its_pairs(tmp_path)
     state = model.training_state()
     fresh = ReflowModel(mc)
     fresh.load_training_state(state)
-    assert torch.equal(fresh.pool_sample, model.pool_sample) and torch.equal(fresh.pool_label, model.pool_label)
+    assert torch.equal(fresh.pool_sample, model.pool_sample.cpu()) and torch.equal(fresh.pool_label, model.pool_label.cpu())
 
     def one_step_error() -> float:  # one Euler step from the pool's noise vs the teacher's sample
         with torch.no_grad():

@@ -67,6 +67,7 @@ def train(
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the network (faster steps after a compile of seconds to minutes; resume with the same setting)")] = False,
+    deterministic: Annotated[bool, typer.Option("--deterministic/--nondeterministic", help="on CUDA: deterministic kernels, so runs and --resume replay bit for bit (default); --nondeterministic is faster there. CPU runs are deterministic either way")] = True,
     max_minutes: Annotated[float, typer.Option(help="Stop after this many minutes of training (0 = no limit); --resume continues")] = 0.0,
     autoencoder: Annotated[Optional[str], typer.Option(help="Train in this autoencoder's latent space (a --family autoencoder model/run folder; latent diffusion)")] = None,
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder [default: ~/.cache/genimage/latents]")] = None,
@@ -214,12 +215,15 @@ def train(
         for k in ("steps", "batch_size", "lr", "warmup_steps", "ema_decay", "grad_clip", "cond_drop_prob"))
     from genimage.utils.precision import resolve_bf16
 
-    bf16 = resolve_bf16(bf16)
+    import torch
+
+    bf16 = resolve_bf16(bf16, "cuda" if torch.cuda.is_available() else "cpu")  # the trainer's device
     tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                      lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip, ema_decay=ema_decay,
                      bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
-                     progress=progress, max_minutes=max_minutes, compile=compile_)
+                     progress=progress, max_minutes=max_minutes, compile=compile_,
+                     deterministic=deterministic)
     if init_from is not None and not resume:
         mc.training["init_from"] = str(init_from)
     echo_json("model", mc.to_dict())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,12 @@ class TrainConfig:
             expected to matter more (not yet measured). Compiled kernels may round
             differently from eager ones, so a run is exactly resumable only with the same
             setting.
+        deterministic: On CUDA, use deterministic kernels (cuDNN's deterministic
+            convolutions, no autotuning, ``torch.use_deterministic_algorithms`` with a fixed
+            cuBLAS workspace), so that two runs with one seed, and a run and its ``--resume``,
+            agree bit for bit. cuDNN's default weight-gradient convolutions accumulate with
+            atomics: on a lent H100 two identical UNet runs differed from their second step.
+            ``False`` trades that for speed. CPU runs are deterministic either way.
     """
 
     steps: int = 1000
@@ -105,6 +112,7 @@ class TrainConfig:
     progress: bool = True
     max_minutes: float = 0.0
     compile: bool = False
+    deterministic: bool = True
 
     def validate(self) -> None:
         for name in ("steps", "batch_size"):
@@ -124,6 +132,20 @@ class TrainConfig:
             raise GenimageError(f"--cond-drop must be in [0, 1], got {self.cond_drop_prob}")
 
 
+# cuBLAS reads this when it creates its workspace, so it is set before any CUDA work; it only
+# fixes the workspace's layout (8 buffers of 4 MiB), as deterministic cuBLAS needs.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def use_deterministic_cuda(on: bool) -> None:
+    """Deterministic CUDA kernels on or off (``TrainConfig.deterministic``; process-wide, as
+    PyTorch's switches are). Operations without a deterministic CUDA kernel warn instead of
+    failing."""
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False if on else torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
 #: torch.compile backend of ``TrainConfig.compile`` (tests use "eager": tracing without code generation).
 COMPILE_BACKEND = "inductor"
 
@@ -134,7 +156,7 @@ _RESUME_MODEL_KEYS = ("backbone", "backbone_config", "objective", "path", "predi
                       "family_config", "latent_shape")
 # settings that may differ between a run and its resumption without breaking exactness
 _RESUME_FREE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "progress",
-                "tensorboard", "num_sample_images", "max_minutes"}
+                "tensorboard", "num_sample_images", "max_minutes", "deterministic"}
 
 
 class DataOrder:
@@ -208,6 +230,8 @@ class Trainer:
         # Precision is handled by our own autocast (below), not accelerate's global state, so
         # runs with different precisions can share one process.
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        if self.acc.device.type == "cuda":
+            use_deterministic_cuda(train_config.deterministic)
         torch.manual_seed(train_config.seed)
         self.model: GenerativeModel = self.family.model_cls(model_config)
         self.model.to(self.acc.device)
