@@ -4,7 +4,8 @@ Example::
 
     from genimage.pipeline import Pipeline
     pipe = Pipeline.from_pretrained("digits")          # bundled name or a model/run folder
-    images = pipe(seeds=[0, 1, 2], labels=[3, 3, 3])   # (3, C, H, W) in [-1, 1]
+    pipe.to("cuda")                                    # optional: any device; noise stays seeded on the CPU
+    images = pipe(seeds=[0, 1, 2], labels=[3, 3, 3])   # (3, C, H, W) in [-1, 1], on the CPU
     pipe.save(images, pipe.records(seeds=[0, 1, 2], labels=[3, 3, 3]), "out/")
 """
 
@@ -39,11 +40,29 @@ class Pipeline:
         self.model_ref = folder.name if folder.parent == BUNDLED_DIR.resolve() else str(folder)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path) -> "Pipeline":
-        return cls(load_model(name_or_path))
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "Pipeline":
+        """Load a bundled model or a model / run folder onto ``device`` (``"auto"``: CUDA if present)."""
+        return cls(load_model(name_or_path)).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.loaded.denoiser.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "Pipeline":
+        """Move the network (and a latent model's autoencoder) to ``device``; returns ``self``."""
+        from genimage.utils.device import resolve_device
+
+        self.loaded.denoiser.to(resolve_device(device))
+        return self
 
     def options(self, **overrides) -> SamplingOptions:
-        """Sampling options: the model's defaults with ``overrides`` (``None`` values ignored)."""
+        """Sampling options: the model's defaults with ``overrides`` (``None`` values ignored);
+        bf16 by default only where :attr:`device` runs it fast."""
+        from genimage.utils.precision import bf16_is_fast
+
+        if overrides.get("bf16") is None:
+            overrides["bf16"] = bf16_is_fast(self.device)
         return SamplingOptions.defaults(self.config, **overrides)
 
     def check_inputs(self, labels, prompts) -> None:
@@ -72,7 +91,7 @@ class Pipeline:
                 model=self.model_ref, model_sha256=self.loaded.weights_sha256, objective=self.config.objective,
                 path=self.config.path, sampler=o.sampler, schedule=o.schedule, steps=o.steps,
                 guidance=o.guidance, seed=int(seed), width=self.config.image_size, height=self.config.image_size,
-                bf16=o.bf16, prompt=prompts[i] if prompts is not None else None,
+                bf16=o.bf16, device=self.device.type, prompt=prompts[i] if prompts is not None else None,
                 negative=negative or None,
                 label=None if labels is None or labels[i] is None else int(labels[i]),
                 sampler_options=o.extra or None, genimage_version=__version__,
@@ -104,15 +123,18 @@ class ReplayResult:
     weights_match: bool
 
 
-def replay(image_path: str | Path, model: str | Path | None = None) -> ReplayResult:
+def replay(image_path: str | Path, model: str | Path | None = None,
+           device: str | torch.device | None = None) -> ReplayResult:
     """Regenerate a genimage PNG from its embedded record and compare pixels.
 
     Args:
         image_path: A PNG written by genimage.
         model: Use this model instead of the recorded one (its hash is still compared).
+        device: Where to regenerate (default: the recorded device type; bit-for-bit
+            agreement is expected only there).
     """
     record = read_record(image_path)
-    pipe = Pipeline.from_pretrained(model or record.model)
+    pipe = Pipeline.from_pretrained(model or record.model, device=replay_device(record, image_path, device))
     weights_match = pipe.loaded.weights_sha256 == record.model_sha256
     if pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")
@@ -123,6 +145,20 @@ def replay(image_path: str | Path, model: str | Path | None = None) -> ReplayRes
     prompts = [record.prompt] if record.prompt is not None else None
     image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options)[0]
     return compare_with_png(image, image_path, record, weights_match)
+
+
+def replay_device(record: GenerationRecord, image_path: str | Path,
+                  device: str | torch.device | None) -> torch.device:
+    """``device`` if given, else the recorded device type, with a clear error where it is missing."""
+    from genimage.utils.device import resolve_device
+
+    if device is not None:
+        return resolve_device(device)
+    try:
+        return resolve_device(record.device)
+    except GenimageError:
+        raise GenimageError(f"{image_path} was made on {record.device}, which this machine lacks; pass --device cpu "
+                            f"to regenerate it here (bit for bit only on {record.device})") from None
 
 
 def compare_with_png(image: torch.Tensor, image_path: str | Path, record: GenerationRecord,

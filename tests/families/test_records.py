@@ -20,6 +20,9 @@ def test_sample_replay_and_info_for_a_normalizing_flow(tmp_path):
     assert (record.sampler, record.label, record.seed) == ("normalizing-flow", 7, 1)
     res = runner.invoke(app, ["replay", str(tmp_path / "s" / "0001.png")])
     assert res.exit_code == 0 and "bit-for-bit identical" in res.output
+    assert record.device == "cpu" and '"device"' not in record.to_json()  # CPU records keep their old form
+    res = runner.invoke(app, ["replay", str(tmp_path / "s" / "0001.png"), "--device", "gpu"])
+    assert res.exit_code == 2 and "unknown device 'gpu'" in res.output
     res = runner.invoke(app, ["info", str(run)])
     assert res.exit_code == 0 and "parameters: 187,088" in res.output
     res = runner.invoke(app, ["sample", "--model", str(run), "--prompt", "a red circle", "--out-dir", str(tmp_path)])

@@ -51,3 +51,24 @@ def test_images_without_record_are_refused(tmp_path):
         from genimage.provenance.record import GenerationRecord
 
         save_png(torch.zeros(3, 4, 4), tmp_path / "x.jpg", GenerationRecord("m", "0", "o", "p", "s", "u", 1, 1.0, 0, 4, 4))
+
+
+def test_records_store_the_device_and_replay_needs_it_or_an_explicit_one(tiny_model_dir, tmp_path):
+    import dataclasses
+
+    from genimage.provenance.record import GenerationRecord
+
+    pipe = Pipeline.from_pretrained(tiny_model_dir, device="cpu")
+    assert pipe.device == torch.device("cpu") and pipe.to("auto") is pipe
+    pipe.to("cpu")
+    opts = pipe.options(steps=2)
+    rec = pipe.records([4], [1], options=opts)[0]
+    assert rec.device == "cpu" and "device" not in rec.to_json()  # the form of records before the field
+    gpu_rec = dataclasses.replace(rec, device="cuda")
+    assert GenerationRecord.from_json(gpu_rec.to_json()).device == "cuda"
+    path = pipe.save(pipe([4], labels=[1], options=opts), [gpu_rec], [tmp_path / "gpu.png"])[0]
+    if not torch.cuda.is_available():
+        with pytest.raises(GenimageError, match="was made on cuda, which this machine lacks; pass --device cpu"):
+            replay(path)
+    result = replay(path, device="cpu")  # (made on the CPU here, whatever the record claims)
+    assert result.match

@@ -15,6 +15,8 @@ from genimage.cli.common import handle_errors
 def replay(
     image: Annotated[Path, typer.Argument(help="A PNG written by genimage")],
     model: Annotated[Optional[str], typer.Option(help="Use this model instead of the recorded one")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Where to regenerate (default: the recorded device type, "
+                                                       "where bit-for-bit agreement is expected)")] = None,
 ) -> None:
     """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
     from genimage.families.records import is_direct, replay_direct
@@ -22,7 +24,8 @@ def replay(
     from genimage.provenance.record import read_record
 
     record = read_record(image)
-    result = replay_direct(record, image, model) if is_direct(record.sampler) else do_replay(image, model)
+    result = (replay_direct(record, image, model, device) if is_direct(record.sampler)
+              else do_replay(image, model, device))
     typer.echo(f"record: {result.record.to_json()}")
     if not result.weights_match:
         typer.echo("warning: the model's weights differ from the recorded sha256", err=True)

@@ -40,6 +40,8 @@ class GenerationRecord:
         width: Image width in pixels.
         height: Image height in pixels.
         bf16: Whether the network ran under bfloat16 autocast.
+        device: Device type the network ran on (``cpu``, ``cuda``, ``mps``); records written
+            before this field existed were all made on the CPU.
         prompt: Text prompt, if any.
         negative: Negative prompt, if any.
         label: Class label, if any.
@@ -60,6 +62,7 @@ class GenerationRecord:
     width: int
     height: int
     bf16: bool = False
+    device: str = "cpu"
     prompt: str | None = None
     negative: str | None = None
     label: int | None = None
@@ -71,6 +74,8 @@ class GenerationRecord:
         data = asdict(self)
         if data["guidance_interval"] is None:  # records without it keep their earlier exact form
             del data["guidance_interval"]
+        if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
+            del data["device"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
