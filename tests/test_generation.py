@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from genimage.pipeline import Pipeline
+from genimage.provenance.record import png_pixels
 from genimage.samplers import SAMPLERS
+from genimage.utils.precision import bf16_is_fast
+
+
+def levels(images: torch.Tensor) -> torch.Tensor:
+    return torch.stack([png_pixels(im) for im in images]).to(torch.int16)
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +25,16 @@ def test_batch_of_four_equals_four_single_runs(pipe, sampler, bf16):
     seeds, labels = [5, 6, 7, 8], [0, 1, 2, 0]
     batch = pipe(seeds, labels=labels, options=opts)
     singles = torch.cat([pipe([s], labels=[lab], options=opts) for s, lab in zip(seeds, labels)])
+    split = pipe(seeds, labels=labels, options=opts, batch_size=3)
+    if bf16 and bf16_is_fast(pipe.device):
+        # Native bf16 kernels (AMX / AVX512-BF16 CPUs, GPUs) pick their blocking by batch size,
+        # so the last bits differ (seen on a lent H100 machine's CPU); the saved 8-bit levels
+        # must still agree to within one level.
+        for other in (singles, split):
+            assert (levels(batch) - levels(other)).abs().max() <= 1
+        return
     assert torch.equal(batch, singles)
-    # and the batch split does not matter either
-    assert torch.equal(batch, pipe(seeds, labels=labels, options=opts, batch_size=3))
+    assert torch.equal(batch, split)  # and the batch split does not matter either
 
 
 def test_different_seeds_and_labels_differ(pipe):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from typer.testing import CliRunner
 
 from genimage.cli.main import app
@@ -20,7 +21,10 @@ def test_sample_replay_and_info_for_a_normalizing_flow(tmp_path):
     assert (record.sampler, record.label, record.seed) == ("normalizing-flow", 7, 1)
     res = runner.invoke(app, ["replay", str(tmp_path / "s" / "0001.png")])
     assert res.exit_code == 0 and "bit-for-bit identical" in res.output
-    assert record.device == "cpu" and '"device"' not in record.to_json()  # CPU records keep their old form
+    if record.device == "cpu":  # --device auto: the CPU unless there is a CUDA GPU
+        assert '"device"' not in record.to_json()  # CPU records keep their old form
+    else:
+        assert torch.cuda.is_available() and record.device == "cuda" and '"device": "cuda"' in record.to_json()
     res = runner.invoke(app, ["replay", str(tmp_path / "s" / "0001.png"), "--device", "gpu"])
     assert res.exit_code == 2 and "unknown device 'gpu'" in res.output
     res = runner.invoke(app, ["info", str(run)])

@@ -194,16 +194,19 @@ def test_deterministic_cuda_switch_sets_and_clears_torchs_flags():
     assert TrainConfig().deterministic is True
     assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") in (":4096:8", ":16:8")  # set before any CUDA work
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)
+              torch.backends.cudnn.benchmark, torch.backends.cuda.mem_efficient_sdp_enabled())
     try:
         use_deterministic_cuda(True)
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled()  # its backward uses atomics
         use_deterministic_cuda(False)
         assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+        assert torch.backends.cuda.mem_efficient_sdp_enabled()
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
+        torch.backends.cuda.enable_mem_efficient_sdp(before[3])
 
 
 def test_deterministic_may_change_on_resume(tmp_path):

@@ -140,10 +140,13 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 def use_deterministic_cuda(on: bool) -> None:
     """Deterministic CUDA kernels on or off (``TrainConfig.deterministic``; process-wide, as
     PyTorch's switches are). Operations without a deterministic CUDA kernel warn instead of
-    failing."""
+    failing. The memory-efficient attention kernel, whose backward accumulates with atomics
+    (PyTorch warned so on the lent H100), is switched off with it: attention then runs the
+    flash kernel (bf16) or plain matrix products (fp32)."""
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = False if on else torch.backends.cudnn.benchmark
     torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cuda.enable_mem_efficient_sdp(not on)
 
 
 #: torch.compile backend of ``TrainConfig.compile`` (tests use "eager": tracing without code generation).
