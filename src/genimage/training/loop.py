@@ -79,8 +79,8 @@ class TrainConfig:
         compile: ``torch.compile`` the trained network (the module the EMA tracks) in place.
             On the bundled shapes UNet, batch 32, one CPU thread it saves 8-16% of a step
             (``benchmarks/train_step_profile.py --compile``: 404 -> 372 ms after 15 s of
-            compiling); on GPUs, where small models are bound by kernel launches, fusing is
-            expected to matter more (not yet measured). Compiled kernels may round
+            compiling); on a lent H100 at batch 512 a step went 92.6 -> 74.0 ms after 58 s of
+            compiling (BENCHMARKS.md, "GPU run, session 8"). Compiled kernels may round
             differently from eager ones, so a run is exactly resumable only with the same
             setting.
         deterministic: On CUDA, use deterministic kernels (cuDNN's deterministic
