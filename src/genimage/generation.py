@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -21,9 +21,12 @@ from genimage.conditioning.conditioner import Conditioner
 from genimage.errors import GenimageError
 from genimage.models.config import ModelConfig
 from genimage.models.denoiser import Denoiser
-from genimage.paths.conversions import PathCoefficients
+from genimage.paths.conversions import PathCoefficients, noisy
 from genimage.samplers import SAMPLERS, make_schedule
 from genimage.samplers.noise import generators_for_seeds, randn
+
+if TYPE_CHECKING:
+    from genimage.editing.spec import EditSpec
 
 
 @dataclass
@@ -90,7 +93,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
              labels: Sequence[int | None] | None = None, prompts: Sequence[str] | None = None,
              negative: str | None = None, options: SamplingOptions | None = None, bf16: bool | None = None,
              batch_size: int = 64, callback: Callable[[dict], None] | None = None,
-             generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+             generators: Sequence[torch.Generator] | None = None, edit: "EditSpec | None" = None) -> torch.Tensor:
     """Generate one image per seed.
 
     Args:
@@ -107,6 +110,9 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         batch_size: Images per network batch (results do not depend on it).
         callback: Called after every sampler step with ``{"i", "t", "x", "x0", "nfe"}``
             (latents, for a latent model).
+        edit: Edit an input image instead of generating from noise
+            (:class:`~genimage.editing.spec.EditSpec`: img2img with a strength, or inpainting
+            with a mask, whose kept pixels are returned exactly as given).
 
     Returns:
         Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
@@ -124,6 +130,9 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         raise GenimageError(f"got {len(prompts)} prompts for {n} seeds")
     sampler = SAMPLERS.get(options.sampler)
     timesteps = make_schedule(options.schedule, denoiser.path, options.steps)
+    if edit is not None:
+        edit.check(n, config.channels, config.image_size)
+        timesteps = timesteps[-(edit.steps_to_run(options.steps) + 1):]
     c0 = PathCoefficients.at(denoiser.path, timesteps[0], ndim=1)
     shape = (config.channels, config.image_size, config.image_size)
     autoencoder = None
@@ -145,7 +154,11 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         gens = all_gens[sl]
-        x = (float(c0.sigma) * randn((len(gens), *shape), gens)).float().to(device)
+        eps = randn((len(gens), *shape), gens)
+        x = (float(c0.sigma) * eps).float().to(device)
+        if edit is not None:  # the input on the path at the start time, with the image's own noise
+            image, mask, known = _edit_start(edit, sl, len(gens), autoencoder, shape, device)
+            x = noisy(known, eps.float().to(device), PathCoefficients.at(denoiser.path, timesteps[0], x.ndim))
         cond = conditioner(labels=labels[sl] if labels is not None else None,
                            captions=prompts[sl] if prompts is not None else None, batch=len(gens))
         uncond = None
@@ -155,10 +168,34 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         cond, uncond = to_device(cond), to_device(uncond)
         model = (CFGDenoiser(denoiser, options.guidance, uncond, interval=options.guidance_interval)
                  if cond is not None else denoiser)
+        if edit is not None and mask is not None:
+            from genimage.editing.known_region import KnownRegionDenoiser, latent_mask
+
+            model = KnownRegionDenoiser(model, known, latent_mask(mask, shape[-1]).to(device))
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
         with ctx:
             x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
         if autoencoder is not None:
             x = decode_latents(autoencoder, x.float())
-        out.append(x.float().clamp(-1, 1).cpu())
+        x = x.float().clamp(-1, 1).cpu()
+        if edit is not None and mask is not None:  # kept pixels exactly as given (a latent model's decoder blurs them)
+            x = torch.where(mask.bool(), x, image)
+        out.append(x)
     return torch.cat(out)
+
+
+def _edit_start(edit: "EditSpec", sl: slice, count: int, autoencoder, shape, device: torch.device):
+    """``(image, mask, known)`` of a batch slice: the pixel input and mask (CPU), and the
+    clean starting point in the model's space (latents of a latent model: the encoder's
+    posterior mean, one image at a time like decoding)."""
+    image, mask = edit.rows(sl, count)
+    image = image.float().cpu()
+    mask = None if mask is None else mask.float().cpu()
+    if autoencoder is None:
+        return image, mask, image.to(device)
+    ae = autoencoder.model.to(device)
+    known = torch.cat([ae.encode(im[None].to(device)).float() for im in image])
+    if tuple(known.shape[1:]) != tuple(shape):
+        raise GenimageError(f"the autoencoder gives latents {tuple(known.shape[1:])}, the model expects {tuple(shape)}")
+    return image, mask, known
+

@@ -19,6 +19,7 @@ import torch
 
 from genimage import __version__
 from genimage.conditioning.conditioner import Conditioner
+from genimage.editing.spec import EditSpec
 from genimage.errors import GenimageError
 from genimage.generation import SamplingOptions, generate
 from genimage.models.io import BUNDLED_DIR, LoadedModel, load_model
@@ -74,15 +75,16 @@ class Pipeline:
     def __call__(self, seeds: Sequence[int], labels: Sequence[int | None] | None = None,
                  prompts: Sequence[str] | None = None, negative: str | None = None,
                  options: SamplingOptions | None = None, batch_size: int = 64,
-                 callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-        """Generate one image per seed; see :func:`genimage.generation.generate`."""
+                 callback: Callable[[dict], None] | None = None, edit: EditSpec | None = None) -> torch.Tensor:
+        """Generate one image per seed, or edit ``edit.image`` (img2img / inpainting); see
+        :func:`genimage.generation.generate`."""
         self.check_inputs(labels, prompts)
         return generate(self.loaded.denoiser, self.config, self.conditioner, seeds=list(seeds), labels=labels,
                         prompts=prompts, negative=negative, options=options or self.options(),
-                        batch_size=batch_size, callback=callback)
+                        batch_size=batch_size, callback=callback, edit=edit)
 
     def records(self, seeds: Sequence[int], labels=None, prompts=None, negative: str | None = None,
-                options: SamplingOptions | None = None) -> list[GenerationRecord]:
+                options: SamplingOptions | None = None, edit: EditSpec | None = None) -> list[GenerationRecord]:
         """The generation record of each image."""
         o = options or self.options()
         out = []
@@ -95,7 +97,8 @@ class Pipeline:
                 negative=negative or None,
                 label=None if labels is None or labels[i] is None else int(labels[i]),
                 sampler_options=o.extra or None, genimage_version=__version__,
-                guidance_interval=list(o.guidance_interval) if o.guidance_interval else None))
+                guidance_interval=list(o.guidance_interval) if o.guidance_interval else None,
+                edit=edit.record(i) if edit is not None else None))
         return out
 
     @staticmethod
@@ -124,7 +127,8 @@ class ReplayResult:
 
 
 def replay(image_path: str | Path, model: str | Path | None = None,
-           device: str | torch.device | None = None) -> ReplayResult:
+           device: str | torch.device | None = None, init: str | Path | None = None,
+           mask: str | Path | None = None) -> ReplayResult:
     """Regenerate a genimage PNG from its embedded record and compare pixels.
 
     Args:
@@ -132,6 +136,8 @@ def replay(image_path: str | Path, model: str | Path | None = None,
         model: Use this model instead of the recorded one (its hash is still compared).
         device: Where to regenerate (default: the recorded device type; bit-for-bit
             agreement is expected only there).
+        init, mask: For an edited image, the input image (and inpainting mask) it was made
+            from; checked against the sha256 in the record.
     """
     record = read_record(image_path)
     pipe = Pipeline.from_pretrained(model or record.model, device=replay_device(record, image_path, device))
@@ -143,8 +149,37 @@ def replay(image_path: str | Path, model: str | Path | None = None,
                               guidance_interval=tuple(record.guidance_interval) if record.guidance_interval else None)
     labels = [record.label] if record.label is not None else None
     prompts = [record.prompt] if record.prompt is not None else None
-    image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options)[0]
+    edit = edit_from_record(record, init, mask, pipe.config) if record.edit else None
+    image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options,
+                 edit=edit)[0]
     return compare_with_png(image, image_path, record, weights_match)
+
+
+def edit_from_record(record: GenerationRecord, init: str | Path | None, mask: str | Path | None,
+                     config) -> EditSpec:
+    """The :class:`EditSpec` an edited image was made with, rebuilt from its input files and
+    checked against the record's sha256 of the input (and mask) pixels."""
+    from genimage.editing.spec import load_edit_image, load_mask, outpaint_canvas, pixels_sha256
+
+    info = record.edit or {}
+    mode = info.get("mode", "img2img")
+    if init is None:
+        need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
+        raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
+    image = load_edit_image(init, config.image_size, config.channels)
+    spec = EditSpec(image, float(info.get("strength", 1.0)))
+    if mode == "outpaint":
+        spec.image, spec.mask = outpaint_canvas(image, *info["extend"])
+        spec.extend = tuple(info["extend"])
+    elif mode == "inpaint":
+        if mask is None:
+            raise GenimageError("this image is an inpainting edit; pass --mask MASK as well as --init")
+        spec.mask = load_mask(mask, config.image_size)
+        if pixels_sha256(spec.mask[0] * 2 - 1) != info.get("mask_sha256"):
+            raise GenimageError(f"{mask} is not the mask this image was made with (sha256 of its pixels differs)")
+    if pixels_sha256(spec.image[0]) != info.get("image_sha256"):
+        raise GenimageError(f"{init} is not the input this image was made from (sha256 of its pixels differs)")
+    return spec
 
 
 def replay_device(record: GenerationRecord, image_path: str | Path,

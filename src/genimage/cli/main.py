@@ -5,13 +5,14 @@ from __future__ import annotations
 import typer
 
 from genimage import __version__
-from genimage.cli import compare, data, evaluate, replay, sample, train
+from genimage.cli import compare, data, edit, evaluate, replay, sample, train
 
 app = typer.Typer(help=f"genimage {__version__}: train generative image models and generate images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command("train")(train.train)
 app.command("sample")(sample.sample)
 app.command("generate")(sample.generate)
+app.command("edit")(edit.edit)
 app.command("replay")(replay.replay)
 app.command("info")(replay.info)
 app.command("compare")(compare.compare)

@@ -17,6 +17,8 @@ def replay(
     model: Annotated[Optional[str], typer.Option(help="Use this model instead of the recorded one")] = None,
     device: Annotated[Optional[str], typer.Option(help="Where to regenerate (default: the recorded device type, "
                                                        "where bit-for-bit agreement is expected)")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="For an edited image: the input it was made from")] = None,
+    mask: Annotated[Optional[Path], typer.Option(help="For an inpainted image: its mask")] = None,
 ) -> None:
     """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
     from genimage.families.records import is_direct, replay_direct
@@ -25,7 +27,7 @@ def replay(
 
     record = read_record(image)
     result = (replay_direct(record, image, model, device) if is_direct(record.sampler)
-              else do_replay(image, model, device))
+              else do_replay(image, model, device, init=init, mask=mask))
     typer.echo(f"record: {result.record.to_json()}")
     if not result.weights_match:
         typer.echo("warning: the model's weights differ from the recorded sha256", err=True)

@@ -136,18 +136,19 @@ def _sample_direct(model: str, config, num: int, seed: int, label: str | None, p
     typer.echo(f"wrote {out_dir}/ ({len(written)} images, {config.family}) in {dt:.2f}s ({len(written) / dt:.1f} images/s)")
 
 
-def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size) -> None:
+def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=None) -> None:
     import time
 
     if pipe.conditioner.uses_text:
         pipe.conditioner.text_encoder  # load the encoder before timing generation
-    bar, cb = _progress(opts.steps, -(-len(seeds) // batch_size))
+    steps = opts.steps if edit is None else edit.steps_to_run(opts.steps)
+    bar, cb = _progress(steps, -(-len(seeds) // batch_size))
     t0 = time.perf_counter()
     images = pipe(seeds, labels=labels, prompts=prompts, negative=negative, options=opts, batch_size=batch_size,
-                  callback=cb)
+                  callback=cb, edit=edit)
     bar.close()
     dt = time.perf_counter() - t0
-    records = pipe.records(seeds, labels, prompts, negative, opts)
+    records = pipe.records(seeds, labels, prompts, negative, opts, edit=edit)
     written = pipe.save(images, records, paths)
     settings = {k: v for k, v in json.loads(records[0].to_json()).items() if k not in ("seed", "prompt", "label")}
     typer.echo(f"settings: {json.dumps(settings, sort_keys=True)}")

@@ -42,6 +42,8 @@ class GenerationRecord:
         bf16: Whether the network ran under bfloat16 autocast.
         device: Device type the network ran on (``cpu``, ``cuda``, ``mps``); records written
             before this field existed were all made on the CPU.
+        edit: For an edited image, :meth:`genimage.editing.spec.EditSpec.record`: the mode
+            (img2img / inpaint / outpaint), strength and the sha256 of the input's pixels.
         prompt: Text prompt, if any.
         negative: Negative prompt, if any.
         label: Class label, if any.
@@ -63,6 +65,7 @@ class GenerationRecord:
     height: int
     bf16: bool = False
     device: str = "cpu"
+    edit: dict[str, Any] | None = None
     prompt: str | None = None
     negative: str | None = None
     label: int | None = None
@@ -76,6 +79,8 @@ class GenerationRecord:
             del data["guidance_interval"]
         if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
             del data["device"]
+        if data["edit"] is None:
+            del data["edit"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod

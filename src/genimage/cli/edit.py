@@ -1,0 +1,102 @@
+"""``genimage edit``: img2img, inpainting and outpainting of an input image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genimage.cli.common import handle_errors
+from genimage.cli.sample import (
+    DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
+    _options, _parse_label, _write,
+)
+from genimage.errors import GenimageError
+
+
+def parse_extend(text: str) -> tuple[int, int, int, int]:
+    """``"L,T,R,B"`` (or one number for all four sides) -> four non-negative pixel counts."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 4
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0:
+        raise GenimageError(f"--extend takes LEFT,TOP,RIGHT,BOTTOM pixel counts >= 0 (or one number), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@handle_errors
+def edit(
+    image: Annotated[Path, typer.Argument(help="Input image (any size: center-cropped and resized to the model's)")],
+    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep")] = None,
+    extend: Annotated[Optional[str], typer.Option(
+        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border; the input shrinks to make room")] = None,
+    strength: Annotated[Optional[float], typer.Option(
+        help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
+             "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Class label or name (class models)")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
+    num: Annotated[int, typer.Option("-n", "--num", help="Number of variations (seeds seed .. seed+n-1)")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the first variation")] = 0,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG when -n is 1")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for -n > 1 (0000.png, ...)")] = None,
+    model: ModelOpt = "shapes",
+    sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
+    guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
+    bf16: PrecisionOpt = None, device: DeviceOpt = "auto",
+    grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
+) -> None:
+    """Edit an image: img2img (default), inpainting (--mask) or outpainting (--extend). Each PNG
+    embeds its record; `genimage replay OUT --init IMAGE [--mask MASK]` regenerates it."""
+    from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas
+    from genimage.families.records import is_direct
+    from genimage.models.config import ModelConfig
+    from genimage.models.io import resolve_model_folder
+    from genimage.pipeline import Pipeline
+
+    if num < 1:
+        raise GenimageError(f"-n must be at least 1, got {num}")
+    if mask is not None and extend is not None:
+        raise GenimageError("give --mask (inpaint) or --extend (outpaint), not both")
+    family = ModelConfig.load(resolve_model_folder(model)).family
+    if is_direct(family):
+        raise GenimageError(f"editing needs a diffusion or flow model (it noises and denoises the input); "
+                            f"{model} is a {family} model")
+    if num > 1 and out_dir is None:
+        raise GenimageError("-n > 1 needs --out-dir")
+    paths = [output or Path("edit.png")] if num == 1 and out_dir is None else \
+        [out_dir / f"{i:04d}.png" for i in range(num)]  # type: ignore[operator]
+
+    pipe = Pipeline.from_pretrained(model, device=device)
+    cfg = pipe.config
+    init = load_edit_image(image, cfg.image_size, cfg.channels)
+    if extend is not None:
+        canvas, canvas_mask = outpaint_canvas(init, *parse_extend(extend))
+        spec = EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, parse_extend(extend))
+    elif mask is not None:
+        spec = EditSpec(init, 1.0 if strength is None else strength, load_mask(mask, cfg.image_size))
+    else:
+        spec = EditSpec(init, 0.6 if strength is None else strength)
+    opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
+    spec.check(num, cfg.channels, cfg.image_size)
+    run = spec.steps_to_run(opts.steps)
+    seeds = list(range(seed, seed + num))
+    labels = None
+    if pipe.conditioner.uses_labels:
+        if label is None and prompt is None:
+            raise GenimageError("this model is class-conditional: pass --label (a class name or number)")
+        labels = [_parse_label(cfg, label)] * num if label is not None else None
+    elif label is not None:
+        raise GenimageError("this model is not class-conditional; drop --label")
+    prompts = [prompt] * num if prompt is not None else None
+    if pipe.conditioner.uses_text and prompts is None:
+        prompts = [""] * num  # unconditional: guidance has nothing to push toward
+    typer.echo(f"{spec.mode}: {image} at {cfg.image_size}px, strength {spec.strength} "
+               f"({run} of {opts.steps} {opts.sampler} steps)")
+    _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=spec)

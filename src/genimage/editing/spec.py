@@ -1,0 +1,163 @@
+"""What an edit is: an input image, how much of the sampling schedule to run over it
+(``strength``), and optionally a mask of the pixels to regenerate; plus loading those from
+files at the model's size and the outpainting canvas.
+
+Strength follows SDEdit (Meng et al. 2022, Sec. 3) with the step count of diffusers'
+img2img: of a schedule of ``steps`` steps, the last ``floor(steps * strength)`` run, starting
+from the input noised to that step's time with the image's own seeded noise. ``strength=1``
+starts from (almost) pure noise, which is what inpainting wants by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from genimage.errors import GenimageError
+
+
+def pixels_sha256(image: torch.Tensor) -> str:
+    """sha256 of an image's 8-bit pixels (``(C, H, W)`` in ``[-1, 1]``, as saved to PNG)."""
+    from genimage.provenance.record import png_pixels
+
+    return hashlib.sha256(png_pixels(image).contiguous().numpy().tobytes()).hexdigest()
+
+
+@dataclass
+class EditSpec:
+    """An img2img / inpainting edit.
+
+    Attributes:
+        image: ``(1 or N, C, H, W)`` input in ``[-1, 1]`` at the model's size (one for all
+            images, or one per image).
+        strength: Fraction of the schedule to run, in ``(0, 1]``.
+        mask: ``(1 or N, 1, H, W)``: 1 = regenerate, 0 = keep the input (inpainting);
+            ``None`` = change the whole image (img2img).
+        extend: For outpainting, the ``(left, top, right, bottom)`` border that
+            :func:`outpaint_canvas` made ``image`` and ``mask`` from (kept for the record).
+    """
+
+    image: torch.Tensor
+    strength: float = 1.0
+    mask: torch.Tensor | None = None
+    extend: tuple[int, int, int, int] | None = None
+
+    @property
+    def mode(self) -> str:
+        if self.extend is not None:
+            return "outpaint"
+        return "img2img" if self.mask is None else "inpaint"
+
+    def check(self, n: int, channels: int, image_size: int) -> None:
+        """Raise a clear error unless the edit fits ``n`` images of a ``channels`` x
+        ``image_size`` model."""
+        if not 0 < float(self.strength) <= 1:
+            raise GenimageError(f"--strength must be in (0, 1], got {self.strength}")
+        want = (channels, image_size, image_size)
+        if self.image.ndim != 4 or tuple(self.image.shape[1:]) != want or self.image.shape[0] not in (1, n):
+            raise GenimageError(f"edit image of shape {tuple(self.image.shape)} does not fit: the model makes "
+                                f"{channels} x {image_size} x {image_size} images (give 1 or {n} of them)")
+        if self.mask is not None:
+            if (self.mask.ndim != 4 or tuple(self.mask.shape[1:]) != (1, image_size, image_size)
+                    or self.mask.shape[0] not in (1, n)):
+                raise GenimageError(f"mask of shape {tuple(self.mask.shape)} does not fit {image_size} x "
+                                    f"{image_size} images (give 1 or {n} masks of 1 channel)")
+            if not bool(((self.mask == 0) | (self.mask == 1)).all()):
+                raise GenimageError("the mask must hold only 0 (keep) and 1 (regenerate)")
+
+    def steps_to_run(self, steps: int) -> int:
+        """How many of a schedule's ``steps`` steps run (the last ones)."""
+        k = min(int(steps * float(self.strength) + 1e-9), steps)
+        if k < 1:
+            raise GenimageError(f"--strength {self.strength} x --steps {steps} runs no step; "
+                                f"raise --strength or --steps (at least {1 / self.strength:.0f} steps)")
+        return k
+
+    def rows(self, sl: slice, count: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image and mask rows of a batch slice (the single ones repeated)."""
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t.expand(count, *t.shape[1:]) if t.shape[0] == 1 else t[sl]
+
+        return take(self.image), None if self.mask is None else take(self.mask)
+
+    def record(self, i: int) -> dict[str, Any]:
+        """What a generation record keeps of the edit of image ``i``: the mode, strength and
+        the sha256 of the input's (and mask's) 8-bit pixels."""
+        pick = (lambda t: t[0] if t.shape[0] == 1 else t[i])  # noqa: E731
+        out: dict[str, Any] = {"mode": self.mode, "strength": float(self.strength),
+                               "image_sha256": pixels_sha256(pick(self.image))}
+        if self.extend is not None:
+            out["extend"] = list(self.extend)
+        elif self.mask is not None:
+            out["mask_sha256"] = pixels_sha256(pick(self.mask) * 2 - 1)
+        return out
+
+
+def _fit(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Center-crop to the aspect of ``width x height`` and resize (bicubic) to it."""
+    w, h = img.size
+    if w * height > h * width:  # too wide
+        cw = round(h * width / height)
+        img = img.crop(((w - cw) // 2, 0, (w - cw) // 2 + cw, h))
+    elif w * height < h * width:
+        ch = round(w * height / width)
+        img = img.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
+    return img if img.size == (width, height) else img.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def load_edit_image(path: str | Path, image_size: int, channels: int) -> torch.Tensor:
+    """``(1, C, S, S)`` in ``[-1, 1]`` from an image file, center-cropped and resized to the
+    model's size."""
+    from genimage.data.image_io import BadImageError, load_image, pil_to_tensor
+
+    try:
+        img, _ = load_image(path, channels=channels)
+    except (BadImageError, OSError) as e:
+        raise GenimageError(f"cannot read the input image {path}: {e}") from None
+    return pil_to_tensor(_fit(img, image_size, image_size))[None]
+
+
+def load_mask(path: str | Path, image_size: int) -> torch.Tensor:
+    """``(1, 1, S, S)`` of 0 / 1 from a mask image: white (>= 128) = regenerate, black = keep
+    (the convention of diffusers and most editors); center-cropped and resized (nearest)."""
+    from genimage.data.image_io import BadImageError, load_image
+
+    try:
+        img, _ = load_image(path, channels=1)
+    except (BadImageError, OSError) as e:
+        raise GenimageError(f"cannot read the mask {path}: {e}") from None
+    w, h = img.size
+    side = min(w, h)
+    img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    img = img.resize((image_size, image_size), Image.Resampling.NEAREST)
+    mask = (torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8) >= 128).float()
+    mask = mask.reshape(1, 1, image_size, image_size)
+    if not bool(mask.any()):
+        raise GenimageError(f"the mask {path} is all black (keep everything): nothing to inpaint")
+    return mask
+
+
+def outpaint_canvas(image: torch.Tensor, left: int, top: int, right: int, bottom: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zoom out: shrink ``image`` ``(1, C, S, S)`` into the box that leaves ``left, top, right,
+    bottom`` pixels free at the model's size ``S`` (aspect kept, centred in the box), and
+    return ``(canvas, mask)`` with the free pixels masked for inpainting."""
+    s = image.shape[-1]
+    if min(left, top, right, bottom) < 0 or left + right >= s or top + bottom >= s:
+        raise GenimageError(f"--extend {left},{top},{right},{bottom} leaves no room for the image in {s} x {s}")
+    if left + top + right + bottom == 0:
+        raise GenimageError("--extend 0,0,0,0 adds no pixels; give the border to fill (LEFT,TOP,RIGHT,BOTTOM)")
+    box_w, box_h = s - left - right, s - top - bottom
+    side = min(box_w, box_h)
+    small = torch.nn.functional.interpolate(image, size=(side, side), mode="bicubic", align_corners=False,
+                                            antialias=True).clamp(-1, 1)
+    x0, y0 = left + (box_w - side) // 2, top + (box_h - side) // 2
+    canvas = torch.zeros_like(image)
+    canvas[..., y0:y0 + side, x0:x0 + side] = small
+    mask = torch.ones(1, 1, s, s)
+    mask[..., y0:y0 + side, x0:x0 + side] = 0
+    return canvas, mask
