@@ -1,11 +1,13 @@
 """Inpainting and img2img on the bundled digits model, on the held-out digits (eval split).
 
-    python benchmarks/editing_digits.py [--threads 2]
+    python benchmarks/editing_digits.py [--threads 2] [--resample 4]
 
 Inpainting: each eval digit loses a region (right half, bottom half or the centre 4x4) and
 is completed with its own label by
 
-* ``inpaint``: genimage's known-region inpainting (``EditSpec(image, 1.0, mask)``), and
+* ``inpaint``: genimage's known-region inpainting (``EditSpec(image, 1.0, mask)``),
+* ``inpaint, resample R``: the same with RePaint's resampling (``--resample``, R times the
+  network evaluations), and
 * ``paste``: a fresh sample of the same label and seed with the known pixels pasted over it
   (no harmonisation: the baseline inpainting must beat),
 
@@ -54,6 +56,7 @@ def seam(images: torch.Tensor, mask: torch.Tensor) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resample", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_builtin("digits", split="eval")
@@ -72,6 +75,8 @@ def main() -> None:
         fresh = pipe(seeds, labels=labels, options=opts, batch_size=n)
         rows = {
             "inpaint": pipe(seeds, labels=labels, options=opts, batch_size=n, edit=EditSpec(images, 1.0, mask)),
+            f"inpaint, resample {args.resample}": pipe(seeds, labels=labels, options=opts, batch_size=n,
+                                                       edit=EditSpec(images, 1.0, mask, resample=args.resample)),
             "paste": torch.where(mask.bool(), fresh, images),
         }
         for method, out in rows.items():

@@ -174,7 +174,13 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             model = KnownRegionDenoiser(model, known, latent_mask(mask, shape[-1]).to(device))
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
         with ctx:
-            x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
+            if edit is not None and mask is not None and edit.resample > 1:
+                from genimage.editing.resample import resampled
+
+                x = resampled(sampler, model, x, timesteps, resample=edit.resample, cond=cond, generator=gens,
+                              callback=callback, **options.extra)
+            else:
+                x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
         if autoencoder is not None:
             x = decode_latents(autoencoder, x.float())
         x = x.float().clamp(-1, 1).cpu()

@@ -167,7 +167,7 @@ def edit_from_record(record: GenerationRecord, init: str | Path | None, mask: st
         need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
         raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
     image = load_edit_image(init, config.image_size, config.channels)
-    spec = EditSpec(image, float(info.get("strength", 1.0)))
+    spec = EditSpec(image, float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)))
     if mode == "outpaint":
         spec.image, spec.mask = outpaint_canvas(image, *info["extend"])
         spec.extend = tuple(info["extend"])

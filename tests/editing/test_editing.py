@@ -203,3 +203,36 @@ def test_editing_a_latent_text_model_keeps_pixels_exactly(tmp_path):
     assert not torch.allclose(out[0, :, 16:], out[1, :, 16:], atol=1e-2)  # the seed matters where regenerated
     img2img = shapes([1], prompts=["a blue square"], options=opts, edit=EditSpec(image, 0.5))
     assert img2img.shape == (1, 3, 32, 32) and not torch.equal(img2img, image)
+
+
+def test_resampling_keeps_known_pixels_is_per_seed_and_changes_the_fill(pipe):
+    opts = pipe.options(steps=4, sampler="ddim")
+    image, mask = _input(6), _half_mask()
+    one = pipe([3, 4], labels=[1, 2], options=opts, edit=EditSpec(image, 1.0, mask))
+    seen = []
+    three = pipe([3, 4], labels=[1, 2], options=opts, edit=EditSpec(image, 1.0, mask, resample=3),
+                 callback=lambda info: seen.append(info["i"]))
+    assert seen == [0, 1, 2, 3]  # one report per step, with the step's index
+    kept = ~mask.bool().expand_as(three)
+    assert torch.equal(three[kept], image.expand_as(three)[kept])
+    assert not torch.allclose(one, three, atol=1e-3)
+    single = pipe([4], labels=[2], options=opts, edit=EditSpec(image, 1.0, mask, resample=3))
+    assert torch.equal(single[0], three[1])
+    with pytest.raises(GenimageError, match="applies to inpainting"):
+        pipe([3], labels=[1], options=opts, edit=EditSpec(image, 0.5, resample=2))
+    with pytest.raises(GenimageError, match="resample must be an integer"):
+        pipe([3], labels=[1], options=opts, edit=EditSpec(image, 1.0, mask, resample=0))
+
+
+def test_renoise_draws_from_the_path_transition():
+    from genimage.editing.resample import renoise
+    from genimage.paths import build_path
+
+    path = build_path("linear")
+    x_s = torch.full((4000, 1, 1, 1), 0.5)
+    s, t = torch.tensor(0.2, dtype=torch.float64), torch.tensor(0.6, dtype=torch.float64)
+    gens = [torch.Generator().manual_seed(i) for i in range(4000)]
+    x_t = renoise(path, x_s, s, t, gens)
+    a_ts = 0.4 / 0.8  # alpha_t / alpha_s on the linear path (alpha = 1 - t)
+    var = 0.6**2 - a_ts**2 * 0.2**2
+    assert abs(float(x_t.mean()) - a_ts * 0.5) < 0.03 and abs(float(x_t.var()) - var) < 0.03

@@ -38,6 +38,9 @@ def edit(
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
              "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
+    resample: Annotated[int, typer.Option(
+        help="Inpaint / outpaint: take each step this many times, re-noising in between (RePaint): the new "
+             "region fits the kept one better, at this many times the network evaluations")] = 1,
     prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)")] = None,
     label: Annotated[Optional[str], typer.Option(help="Class label or name (class models)")] = None,
     negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
@@ -78,11 +81,12 @@ def edit(
     init = load_edit_image(image, cfg.image_size, cfg.channels)
     if extend is not None:
         canvas, canvas_mask = outpaint_canvas(init, *parse_extend(extend))
-        spec = EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, parse_extend(extend))
+        spec = EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, parse_extend(extend), resample)
     elif mask is not None:
-        spec = EditSpec(init, 1.0 if strength is None else strength, load_mask(mask, cfg.image_size))
+        spec = EditSpec(init, 1.0 if strength is None else strength, load_mask(mask, cfg.image_size),
+                        resample=resample)
     else:
-        spec = EditSpec(init, 0.6 if strength is None else strength)
+        spec = EditSpec(init, 0.6 if strength is None else strength, resample=resample)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     spec.check(num, cfg.channels, cfg.image_size)
     run = spec.steps_to_run(opts.steps)
@@ -98,5 +102,5 @@ def edit(
     if pipe.conditioner.uses_text and prompts is None:
         prompts = [""] * num  # unconditional: guidance has nothing to push toward
     typer.echo(f"{spec.mode}: {image} at {cfg.image_size}px, strength {spec.strength} "
-               f"({run} of {opts.steps} {opts.sampler} steps)")
+               f"({run} of {opts.steps} {opts.sampler} steps" + (f", each x{resample}" if resample > 1 else "") + ")")
     _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=spec)

@@ -40,12 +40,15 @@ class EditSpec:
             ``None`` = change the whole image (img2img).
         extend: For outpainting, the ``(left, top, right, bottom)`` border that
             :func:`outpaint_canvas` made ``image`` and ``mask`` from (kept for the record).
+        resample: With a mask, take every step this many times, re-noising in between
+            (RePaint; :mod:`genimage.editing.resample`); 1 = off.
     """
 
     image: torch.Tensor
     strength: float = 1.0
     mask: torch.Tensor | None = None
     extend: tuple[int, int, int, int] | None = None
+    resample: int = 1
 
     @property
     def mode(self) -> str:
@@ -58,6 +61,11 @@ class EditSpec:
         ``image_size`` model."""
         if not 0 < float(self.strength) <= 1:
             raise GenimageError(f"--strength must be in (0, 1], got {self.strength}")
+        if isinstance(self.resample, bool) or not isinstance(self.resample, int) or self.resample < 1:
+            raise GenimageError(f"--resample must be an integer >= 1, got {self.resample}")
+        if self.resample > 1 and self.mask is None:
+            raise GenimageError("--resample applies to inpainting and outpainting (it re-fits the regenerated "
+                                "region to the kept one); give --mask or --extend")
         want = (channels, image_size, image_size)
         if self.image.ndim != 4 or tuple(self.image.shape[1:]) != want or self.image.shape[0] not in (1, n):
             raise GenimageError(f"edit image of shape {tuple(self.image.shape)} does not fit: the model makes "
@@ -91,6 +99,8 @@ class EditSpec:
         pick = (lambda t: t[0] if t.shape[0] == 1 else t[i])  # noqa: E731
         out: dict[str, Any] = {"mode": self.mode, "strength": float(self.strength),
                                "image_sha256": pixels_sha256(pick(self.image))}
+        if self.resample > 1:
+            out["resample"] = int(self.resample)
         if self.extend is not None:
             out["extend"] = list(self.extend)
         elif self.mask is not None:
