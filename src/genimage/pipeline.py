@@ -26,6 +26,20 @@ from genimage.models.io import BUNDLED_DIR, LoadedModel, load_model
 from genimage.provenance.record import GenerationRecord, png_pixels, read_pixels, read_record, save_png
 
 
+def parse_label(config, text: str | int) -> int:
+    """A class name or number of ``config``'s classes -> label."""
+    names = config.class_names or []
+    if isinstance(text, str) and text in names:
+        return names.index(text)
+    try:
+        label = int(text)
+    except (TypeError, ValueError):
+        raise GenimageError(f"{text!r} is not a class of this model; classes: {', '.join(names) or 'none'}") from None
+    if config.num_classes and not 0 <= label < config.num_classes:
+        raise GenimageError(f"label {label} is out of range: this model has classes 0..{config.num_classes - 1}")
+    return label
+
+
 class Pipeline:
     """A loaded model plus its conditioner and sampling defaults.
 

@@ -52,14 +52,9 @@ def _progress(total_steps: int, n_batches: int):
 
 
 def _parse_label(config, text: str) -> int:
-    """A class name or number of ``config``'s classes -> label."""
-    names = config.class_names or []
-    if text in names:
-        return names.index(text)
-    try:
-        return int(text)
-    except ValueError:
-        raise GenimageError(f"{text!r} is not a class of this model; classes: {', '.join(names) or 'none'}") from None
+    from genimage.pipeline import parse_label
+
+    return parse_label(config, text)
 
 
 @handle_errors

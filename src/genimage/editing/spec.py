@@ -120,27 +120,33 @@ def _fit(img: Image.Image, width: int, height: int) -> Image.Image:
     return img if img.size == (width, height) else img.resize((width, height), Image.Resampling.BICUBIC)
 
 
-def load_edit_image(path: str | Path, image_size: int, channels: int) -> torch.Tensor:
-    """``(1, C, S, S)`` in ``[-1, 1]`` from an image file, center-cropped and resized to the
-    model's size."""
-    from genimage.data.image_io import BadImageError, load_image, pil_to_tensor
+def _read(source: str | Path | bytes, channels: int, what: str) -> Image.Image:
+    """An 8-bit PIL image from a file path or the file's bytes (web uploads)."""
+    from genimage.data.image_io import BadImageError, decode_image, load_image
 
+    name = "the upload" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
-        img, _ = load_image(path, channels=channels)
+        if isinstance(source, (bytes, bytearray)):
+            return decode_image(bytes(source), channels=channels)[0]
+        return load_image(source, channels=channels)[0]
     except (BadImageError, OSError) as e:
-        raise GenimageError(f"cannot read the input image {path}: {e}") from None
-    return pil_to_tensor(_fit(img, image_size, image_size))[None]
+        raise GenimageError(f"cannot read the {what} {name}: {e}") from None
 
 
-def load_mask(path: str | Path, image_size: int) -> torch.Tensor:
-    """``(1, 1, S, S)`` of 0 / 1 from a mask image: white (>= 128) = regenerate, black = keep
-    (the convention of diffusers and most editors); center-cropped and resized (nearest)."""
-    from genimage.data.image_io import BadImageError, load_image
+def load_edit_image(source: str | Path | bytes, image_size: int, channels: int) -> torch.Tensor:
+    """``(1, C, S, S)`` in ``[-1, 1]`` from an image file (or its bytes), center-cropped and
+    resized to the model's size."""
+    from genimage.data.image_io import pil_to_tensor
 
-    try:
-        img, _ = load_image(path, channels=1)
-    except (BadImageError, OSError) as e:
-        raise GenimageError(f"cannot read the mask {path}: {e}") from None
+    return pil_to_tensor(_fit(_read(source, channels, "input image"), image_size, image_size))[None]
+
+
+def load_mask(source: str | Path | bytes, image_size: int) -> torch.Tensor:
+    """``(1, 1, S, S)`` of 0 / 1 from a mask image (or its bytes): white (>= 128) = regenerate,
+    black = keep (the convention of diffusers and most editors); center-cropped and resized
+    (nearest)."""
+    path = "the upload" if isinstance(source, (bytes, bytearray)) else source
+    img = _read(source, 1, "mask")
     w, h = img.size
     side = min(w, h)
     img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))

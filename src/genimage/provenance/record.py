@@ -95,11 +95,21 @@ def save_png(image: torch.Tensor, path: str | Path, record: GenerationRecord) ->
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise GenimageError(f"output must be a .png file (the generation record lives in a PNG chunk), got {path}")
+    data = png_bytes(image, record)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return path
+
+
+def png_bytes(image: torch.Tensor, record: GenerationRecord) -> bytes:
+    """The PNG file :func:`save_png` writes, in memory (the web service sends these)."""
+    import io
+
     info = PngImagePlugin.PngInfo()
     info.add_itxt(PNG_KEY, record.to_json())
-    with atomic_path(path) as tmp:
-        tensor_to_pil(image).save(tmp, format="PNG", pnginfo=info)
-    return path
+    buf = io.BytesIO()
+    tensor_to_pil(image).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
 
 
 def read_record(path: str | Path) -> GenerationRecord:
