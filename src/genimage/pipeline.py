@@ -49,6 +49,7 @@ class Pipeline:
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
+        self.watermark = True  # saved images carry the invisible mark where they are large enough
         self.config = loaded.config
         self.conditioner = Conditioner(loaded.config)
         folder = loaded.folder.resolve()
@@ -100,7 +101,11 @@ class Pipeline:
     def records(self, seeds: Sequence[int], labels=None, prompts=None, negative: str | None = None,
                 options: SamplingOptions | None = None, edit: EditSpec | None = None) -> list[GenerationRecord]:
         """The generation record of each image."""
+        from genimage.provenance.watermark import record_entry
+
         o = options or self.options()
+        c = self.config
+        mark = record_entry(c.channels, c.image_size, c.image_size, self.watermark)
         out = []
         for i, seed in enumerate(seeds):
             out.append(GenerationRecord(
@@ -112,7 +117,7 @@ class Pipeline:
                 label=None if labels is None or labels[i] is None else int(labels[i]),
                 sampler_options=o.extra or None, genimage_version=__version__,
                 guidance_interval=list(o.guidance_interval) if o.guidance_interval else None,
-                edit=edit.record(i) if edit is not None else None))
+                edit=edit.record(i) if edit is not None else None, watermark=mark))
         return out
 
     @staticmethod
@@ -212,8 +217,11 @@ def replay_device(record: GenerationRecord, image_path: str | Path,
 
 def compare_with_png(image: torch.Tensor, image_path: str | Path, record: GenerationRecord,
                      weights_match: bool) -> ReplayResult:
-    """Compare a regenerated image ``(C, H, W)`` with the pixels of the PNG it should reproduce."""
-    new = png_pixels(image).to(torch.int16)
+    """Compare a regenerated image ``(C, H, W)`` with the pixels of the PNG it should reproduce
+    (marked first, as the record says the file was)."""
+    from genimage.provenance.watermark import apply_entry
+
+    new = png_pixels(apply_entry(image, record.watermark)).to(torch.int16)
     old = read_pixels(image_path).to(torch.int16)
     if new.shape != old.shape:
         return ReplayResult(False, 255, int(old.numel()), record, weights_match)

@@ -10,7 +10,7 @@ import typer
 from genimage.cli.common import handle_errors
 from genimage.cli.sample import (
     DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
-    _options, _parse_label, _write,
+    WatermarkOpt, _options, _parse_label, _write,
 )
 from genimage.errors import GenimageError
 
@@ -54,6 +54,7 @@ def edit(
     bf16: PrecisionOpt = None, device: DeviceOpt = "auto",
     grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
+    watermark: WatermarkOpt = True,
 ) -> None:
     """Edit an image: img2img (default), inpainting (--mask) or outpainting (--extend). Each PNG
     embeds its record; `genimage replay OUT --init IMAGE [--mask MASK]` regenerates it."""
@@ -77,6 +78,7 @@ def edit(
         [out_dir / f"{i:04d}.png" for i in range(num)]  # type: ignore[operator]
 
     pipe = Pipeline.from_pretrained(model, device=device)
+    pipe.watermark = watermark
     cfg = pipe.config
     init = load_edit_image(image, cfg.image_size, cfg.channels)
     if extend is not None:

@@ -21,6 +21,9 @@ IntervalOpt = Annotated[Optional[str], typer.Option(
          "instead of two elsewhere (default: the model's)")]
 EtaOpt = Annotated[Optional[float], typer.Option(help="DDIM eta (0 = deterministic, 1 = DDPM)")]
 PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Network precision (default: auto: bf16 only where the hardware makes it fast)")]
+WatermarkOpt = Annotated[bool, typer.Option(
+    "--watermark/--no-watermark", help="Mark saved images invisibly (2 of 255 levels; images of at least 3,072 "
+                                       "pixel values, e.g. 32x32 RGB; `genimage detect` finds it)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
                                              "Noise is seeded on the CPU; images match bit for bit on the same device type")]
 
@@ -72,6 +75,7 @@ def sample(
     grid: Annotated[Optional[Path], typer.Option(help="Also write all images as one grid PNG")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     device: DeviceOpt = "auto",
+    watermark: WatermarkOpt = True,
 ) -> None:
     """Sample images with their generation record embedded (see `genimage replay`)."""
     from genimage.pipeline import Pipeline
@@ -80,9 +84,10 @@ def sample(
         raise GenimageError(f"-n must be at least 1, got {num}")
     config = _direct_family_config(model)
     if config is not None:
-        _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device)
+        _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device, watermark)
         return
     pipe = Pipeline.from_pretrained(model, device=device)
+    pipe.watermark = watermark
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     seeds = list(range(seed, seed + num))
     labels = [_parse_label(pipe.config, label)] * num if label is not None else None
@@ -104,7 +109,7 @@ def _direct_family_config(model: str):
 
 
 def _sample_direct(model: str, config, num: int, seed: int, label: str | None, prompt: str | None, out_dir: Path,
-                   grid: Path | None, device: str = "cpu") -> None:
+                   grid: Path | None, device: str = "cpu", watermark: bool = True) -> None:
     import time
 
     from genimage.families.records import sample_direct
@@ -121,7 +126,8 @@ def _sample_direct(model: str, config, num: int, seed: int, label: str | None, p
             labels = [_parse_label(config, label)] * num
     seeds = list(range(seed, seed + num))
     t0 = time.perf_counter()
-    images, written = sample_direct(model, seeds, labels, [out_dir / f"{i:04d}.png" for i in range(num)], device)
+    images, written = sample_direct(model, seeds, labels, [out_dir / f"{i:04d}.png" for i in range(num)], device,
+                                    watermark)
     dt = time.perf_counter() - t0
     if grid is not None:
         from genimage.data.image_io import save_image_grid
@@ -171,6 +177,7 @@ def generate(
     size: Annotated[Optional[int], typer.Option(help="Image size (must equal the model's)")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch")] = 64,
     device: DeviceOpt = "auto",
+    watermark: WatermarkOpt = True,
 ) -> None:
     """Generate from a prompt (default model: the bundled shapes model)."""
     from genimage.pipeline import Pipeline
@@ -190,6 +197,7 @@ def generate(
         lines = [prompt]
         paths = [output or Path("out.png")]
     pipe = Pipeline.from_pretrained(model, device=device)
+    pipe.watermark = watermark
     if size is not None and size != pipe.config.image_size:
         raise GenimageError(f"--size {size}: this model generates {pipe.config.image_size}px images only")
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)

@@ -16,6 +16,8 @@ def serve(
     model: Annotated[str, typer.Option(help="Default model of requests that name none")] = "shapes",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
     max_images: Annotated[int, typer.Option(help="Most images one request may ask for")] = 16,
+    watermark: Annotated[bool, typer.Option("--watermark/--no-watermark",
+                                            help="Mark returned images invisibly where they are large enough")] = True,
 ) -> None:
     """Run the local web service: a page at http://HOST:PORT/ and a JSON API under /api
     (schema at /openapi.json). Every PNG it returns carries its generation record."""
@@ -29,7 +31,7 @@ def serve(
         raise GenimageError(f"--port must be in 1..65535, got {port}")
     if max_images < 1:
         raise GenimageError(f"--max-images must be at least 1, got {max_images}")
-    studio = Studio(model, device, max_images)
+    studio = Studio(model, device, max_images, watermark=watermark)
     studio.pipeline(None)  # load the default model now: a bad name fails here, not on the first request
     typer.echo(f"genimage serve: http://{host}:{port}/ (default model {model}, {device_name(studio.device)}); "
                "API schema at /openapi.json; Ctrl-C stops")

@@ -33,24 +33,29 @@ def generate_direct(lg: LoadedGenerator, seeds: Sequence[int], labels: Sequence[
     return torch.cat(out)
 
 
-def record_for(lg: LoadedGenerator, model_ref: str, seed: int, label: int | None) -> GenerationRecord:
+def record_for(lg: LoadedGenerator, model_ref: str, seed: int, label: int | None,
+               watermark: bool = True) -> GenerationRecord:
     from genimage import __version__
+
+    from genimage.provenance.watermark import record_entry
 
     c = lg.config
     param = next(lg.model.parameters(), None)
     return GenerationRecord(model=str(model_ref), model_sha256=lg.weights_sha256, objective=c.family, path="",
                             sampler=c.family, schedule="", steps=1, guidance=1.0, seed=seed, width=c.image_size,
                             height=c.image_size, label=label, genimage_version=__version__,
-                            device=param.device.type if param is not None else "cpu")
+                            device=param.device.type if param is not None else "cpu",
+                            watermark=record_entry(c.channels, c.image_size, c.image_size, watermark))
 
 
 def sample_direct(model_ref: str, seeds: Sequence[int], labels: Sequence[int | None] | None,
-                  paths: Sequence[Path], device: str | torch.device = "cpu") -> tuple[torch.Tensor, list[Path]]:
+                  paths: Sequence[Path], device: str | torch.device = "cpu",
+                  watermark: bool = True) -> tuple[torch.Tensor, list[Path]]:
     from genimage.utils.device import resolve_device
 
     lg = load_generator(model_ref, device=resolve_device(device))
     images = generate_direct(lg, seeds, labels)
-    written = [save_png(img, p, record_for(lg, model_ref, s, labels[i] if labels else None))
+    written = [save_png(img, p, record_for(lg, model_ref, s, labels[i] if labels else None, watermark))
                for i, (img, p, s) in enumerate(zip(images, paths, seeds))]
     return images, written
 

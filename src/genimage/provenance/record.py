@@ -44,6 +44,8 @@ class GenerationRecord:
             before this field existed were all made on the CPU.
         edit: For an edited image, :meth:`genimage.editing.spec.EditSpec.record`: the mode
             (img2img / inpaint / outpaint), strength and the sha256 of the input's pixels.
+        watermark: The invisible mark the saved pixels carry (:mod:`genimage.provenance.watermark`:
+            key id and strength), or ``None``.
         prompt: Text prompt, if any.
         negative: Negative prompt, if any.
         label: Class label, if any.
@@ -66,6 +68,7 @@ class GenerationRecord:
     bf16: bool = False
     device: str = "cpu"
     edit: dict[str, Any] | None = None
+    watermark: dict[str, Any] | None = None
     prompt: str | None = None
     negative: str | None = None
     label: int | None = None
@@ -79,8 +82,9 @@ class GenerationRecord:
             del data["guidance_interval"]
         if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
             del data["device"]
-        if data["edit"] is None:
-            del data["edit"]
+        for optional in ("edit", "watermark"):  # absent unless used, like the fields above
+            if data[optional] is None:
+                del data[optional]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -91,7 +95,8 @@ class GenerationRecord:
 
 
 def save_png(image: torch.Tensor, path: str | Path, record: GenerationRecord) -> Path:
-    """Save ``image`` ``(C, H, W)`` in [-1, 1] as PNG with ``record`` embedded."""
+    """Save ``image`` ``(C, H, W)`` in [-1, 1] as PNG with ``record`` embedded (and the
+    watermark it names applied)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise GenimageError(f"output must be a .png file (the generation record lives in a PNG chunk), got {path}")
@@ -102,9 +107,13 @@ def save_png(image: torch.Tensor, path: str | Path, record: GenerationRecord) ->
 
 
 def png_bytes(image: torch.Tensor, record: GenerationRecord) -> bytes:
-    """The PNG file :func:`save_png` writes, in memory (the web service sends these)."""
+    """The PNG file :func:`save_png` writes, in memory (the web service sends these): the
+    image, marked as ``record.watermark`` says, with the record embedded."""
     import io
 
+    from genimage.provenance.watermark import apply_entry
+
+    image = apply_entry(image, record.watermark)
     info = PngImagePlugin.PngInfo()
     info.add_itxt(PNG_KEY, record.to_json())
     buf = io.BytesIO()

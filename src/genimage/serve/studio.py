@@ -42,16 +42,19 @@ class Studio:
         device: ``auto`` / ``cpu`` / ``cuda`` / ...: where the models run.
         max_images: Most images one request may ask for.
         cache_size: Pipelines kept loaded.
+        watermark: Mark the PNGs invisibly where they are large enough
+            (:mod:`genimage.provenance.watermark`).
     """
 
     def __init__(self, default_model: str = "shapes", device: str = "auto", max_images: int = 16,
-                 cache_size: int = 3) -> None:
+                 cache_size: int = 3, watermark: bool = True) -> None:
         from genimage.utils.device import resolve_device
 
         self.default_model = default_model
         self.device = resolve_device(device)
         self.max_images = max_images
         self.cache_size = cache_size
+        self.watermark = watermark
         self._pipes: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()  # generation and the pipeline cache
 
@@ -134,6 +137,7 @@ class Studio:
             raise GenimageError(f"n must be between 1 and {self.max_images} (this service's limit), got {n}")
         with self._lock:
             pipe = self.pipeline(model)
+            pipe.watermark = self.watermark
             opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
             labels, prompts = self._conditions(pipe, n, prompt, label)
             seeds = list(range(seed, seed + n))
