@@ -111,8 +111,9 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         callback: Called after every sampler step with ``{"i", "t", "x", "x0", "nfe"}``
             (latents, for a latent model).
         edit: Edit an input image instead of generating from noise
-            (:class:`~genimage.editing.spec.EditSpec`: img2img with a strength, or inpainting
-            with a mask, whose kept pixels are returned exactly as given).
+            (:class:`~genimage.editing.spec.EditSpec`: img2img with a strength; inpainting
+            with a mask, whose kept pixels are returned exactly as given; super-resolution of
+            a low-resolution input; RePaint resampling for the last two).
 
     Returns:
         Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
@@ -131,7 +132,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     sampler = SAMPLERS.get(options.sampler)
     timesteps = make_schedule(options.schedule, denoiser.path, options.steps)
     if edit is not None:
-        edit.check(n, config.channels, config.image_size)
+        check_edit(edit, n, config)
         timesteps = timesteps[-(edit.steps_to_run(options.steps) + 1):]
     c0 = PathCoefficients.at(denoiser.path, timesteps[0], ndim=1)
     shape = (config.channels, config.image_size, config.image_size)
@@ -172,9 +173,13 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             from genimage.editing.known_region import KnownRegionDenoiser, latent_mask
 
             model = KnownRegionDenoiser(model, known, latent_mask(mask, shape[-1]).to(device))
+        if edit is not None and edit.low is not None:
+            from genimage.editing.known_region import LowResolutionDenoiser
+
+            model = LowResolutionDenoiser(model, edit.low_rows(sl, len(gens)).to(device), edit.factor)
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
         with ctx:
-            if edit is not None and mask is not None and edit.resample > 1:
+            if edit is not None and edit.resample > 1:
                 from genimage.editing.resample import resampled
 
                 x = resampled(sampler, model, x, timesteps, resample=edit.resample, cond=cond, generator=gens,
@@ -188,6 +193,15 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             x = torch.where(mask.bool(), x, image)
         out.append(x)
     return torch.cat(out)
+
+
+def check_edit(edit: "EditSpec", n: int, config: ModelConfig) -> None:
+    """Raise a clear error unless ``edit`` fits ``n`` images of the model ``config``."""
+    edit.check(n, config.channels, config.image_size)
+    if edit.low is not None and config.autoencoder:
+        raise GenimageError("upscaling needs a pixel-space model (its output must average back to the input "
+                            "pixel for pixel); for a latent model, run img2img on the upsampled image "
+                            "(genimage edit --strength 0.4)")
 
 
 def _edit_start(edit: "EditSpec", sl: slice, count: int, autoencoder, shape, device: torch.device):

@@ -185,8 +185,14 @@ def edit_from_record(record: GenerationRecord, init: str | Path | None, mask: st
     if init is None:
         need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
         raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
+    strength, resample = float(info.get("strength", 1.0)), int(info.get("resample", 1))
+    if mode == "upscale":
+        low = load_edit_image(init, config.image_size // int(info["factor"]), config.channels)
+        if pixels_sha256(low[0]) != info.get("image_sha256"):
+            raise GenimageError(f"{init} is not the input this image was made from (sha256 of its pixels differs)")
+        return EditSpec.upscale(low, config.image_size, strength, resample)
     image = load_edit_image(init, config.image_size, config.channels)
-    spec = EditSpec(image, float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)))
+    spec = EditSpec(image, strength, resample=resample)
     if mode == "outpaint":
         spec.image, spec.mask = outpaint_canvas(image, *info["extend"])
         spec.extend = tuple(info["extend"])

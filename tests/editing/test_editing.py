@@ -166,7 +166,8 @@ def test_edit_cli_modes_records_and_replay(pipe, tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--mask", "M", "--extend", "2"], "not both"),
+    (["--mask", "M", "--extend", "2"], "not several"),
+    (["--extend", "2", "--upscale", "2"], "not several"),
     (["--strength", "0"], "strength must be in"),
     (["--strength", "0.05"], "runs no step"),
     (["--extend", "1,2"], "LEFT,TOP,RIGHT,BOTTOM"),
@@ -236,3 +237,41 @@ def test_renoise_draws_from_the_path_transition():
     a_ts = 0.4 / 0.8  # alpha_t / alpha_s on the linear path (alpha = 1 - t)
     var = 0.6**2 - a_ts**2 * 0.2**2
     assert abs(float(x_t.mean()) - a_ts * 0.5) < 0.03 and abs(float(x_t.var()) - var) < 0.03
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "ddpm"])
+def test_upscaled_samples_average_back_to_the_low_resolution_input(pipe, sampler):
+    """DDNM with block averaging: every sampler's output has the input's 2x2 block means."""
+    from genimage.editing.known_region import LowResolutionDenoiser
+
+    den = pipe.loaded.denoiser
+    low = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(8)) * 1.6 - 0.8
+    times = make_schedule("uniform", den.path, 6)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(9))
+    out = SAMPLERS.get(sampler)(LowResolutionDenoiser(den, low, 2), x, times, cond={"label": torch.tensor([0, 2])},
+                                generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    assert torch.allclose(torch.nn.functional.avg_pool2d(out.float(), 2), low, atol=1e-5)
+    assert (out - torch.nn.functional.interpolate(low, scale_factor=2, mode="nearest")).abs().max() > 0.05  # detail added
+
+
+def test_upscale_spec_pipeline_cli_and_replay(pipe, tiny_model_dir, tmp_path):
+    low = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    spec = EditSpec.upscale(low, 8)
+    assert spec.mode == "upscale" and spec.factor == 2 and spec.image.shape == (1, 1, 8, 8)
+    with pytest.raises(GenimageError, match="must divide 8"):
+        EditSpec.upscale(torch.zeros(1, 1, 3, 3), 8)
+    out = pipe([1, 2], labels=[0, 1], options=pipe.options(steps=4), edit=spec)
+    unclamped = torch.nn.functional.max_pool2d(out.abs(), 2) < 0.999  # blocks the final clamp to [-1, 1] left alone
+    assert unclamped.sum() >= 4
+    assert ((torch.nn.functional.avg_pool2d(out, 2) - low).abs()[unclamped]).max() < 1e-5
+    src = _save_input(pipe, tmp_path / "in.png")
+    base = ["edit", str(src), "--model", str(tiny_model_dir), "--label", "1", "--steps", "4", "--upscale", "2"]
+    res = runner.invoke(app, base + ["-o", str(tmp_path / "up.png"), "--resample", "2"])
+    assert res.exit_code == 0 and "upscale" in res.output and "4px -> 8px" in res.output, res.output
+    assert read_record(tmp_path / "up.png").edit["factor"] == 2
+    res = runner.invoke(app, ["replay", str(tmp_path / "up.png"), "--init", str(src)])
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
+    res = runner.invoke(app, base[:-1] + ["3", "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "must be a factor >= 2 that divides" in res.output
+    res = runner.invoke(app, ["edit", str(src), "--model", "shapes", "--upscale", "2", "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "needs a pixel-space model" in res.output

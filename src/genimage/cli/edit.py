@@ -38,6 +38,9 @@ def edit(
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
              "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
+    upscale: Annotated[Optional[int], typer.Option(
+        help="Super-resolution by FACTOR (pixel models): the input is read at 1/FACTOR of the model's size and the "
+             "output averages back to it over FACTOR x FACTOR blocks (DDNM)")] = None,
     resample: Annotated[int, typer.Option(
         help="Inpaint / outpaint: take each step this many times, re-noising in between (RePaint): the new "
              "region fits the kept one better, at this many times the network evaluations")] = 1,
@@ -56,18 +59,20 @@ def edit(
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
 ) -> None:
-    """Edit an image: img2img (default), inpainting (--mask) or outpainting (--extend). Each PNG
-    embeds its record; `genimage replay OUT --init IMAGE [--mask MASK]` regenerates it."""
+    """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
+    super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
+    [--mask MASK]` regenerates it."""
     from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas
     from genimage.families.records import is_direct
+    from genimage.generation import check_edit
     from genimage.models.config import ModelConfig
     from genimage.models.io import resolve_model_folder
     from genimage.pipeline import Pipeline
 
     if num < 1:
         raise GenimageError(f"-n must be at least 1, got {num}")
-    if mask is not None and extend is not None:
-        raise GenimageError("give --mask (inpaint) or --extend (outpaint), not both")
+    if sum(v is not None for v in (mask, extend, upscale)) > 1:
+        raise GenimageError("give one of --mask (inpaint), --extend (outpaint) or --upscale, not several")
     family = ModelConfig.load(resolve_model_folder(model)).family
     if is_direct(family):
         raise GenimageError(f"editing needs a diffusion or flow model (it noises and denoises the input); "
@@ -80,17 +85,23 @@ def edit(
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
     cfg = pipe.config
-    init = load_edit_image(image, cfg.image_size, cfg.channels)
-    if extend is not None:
+    if upscale is not None:
+        if upscale < 2 or cfg.image_size % upscale:
+            raise GenimageError(f"--upscale must be a factor >= 2 that divides the model's {cfg.image_size} px, got {upscale}")
+        low = load_edit_image(image, cfg.image_size // upscale, cfg.channels)
+        spec = EditSpec.upscale(low, cfg.image_size, 1.0 if strength is None else strength, resample)
+    elif extend is not None:
+        init = load_edit_image(image, cfg.image_size, cfg.channels)
         canvas, canvas_mask = outpaint_canvas(init, *parse_extend(extend))
         spec = EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, parse_extend(extend), resample)
     elif mask is not None:
-        spec = EditSpec(init, 1.0 if strength is None else strength, load_mask(mask, cfg.image_size),
-                        resample=resample)
+        spec = EditSpec(load_edit_image(image, cfg.image_size, cfg.channels), 1.0 if strength is None else strength,
+                        load_mask(mask, cfg.image_size), resample=resample)
     else:
-        spec = EditSpec(init, 0.6 if strength is None else strength, resample=resample)
+        spec = EditSpec(load_edit_image(image, cfg.image_size, cfg.channels), 0.6 if strength is None else strength,
+                        resample=resample)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
-    spec.check(num, cfg.channels, cfg.image_size)
+    check_edit(spec, num, cfg)
     run = spec.steps_to_run(opts.steps)
     seeds = list(range(seed, seed + num))
     labels = None
@@ -103,6 +114,7 @@ def edit(
     prompts = [prompt] * num if prompt is not None else None
     if pipe.conditioner.uses_text and prompts is None:
         prompts = [""] * num  # unconditional: guidance has nothing to push toward
-    typer.echo(f"{spec.mode}: {image} at {cfg.image_size}px, strength {spec.strength} "
+    source = f"{cfg.image_size // upscale}px -> {cfg.image_size}px" if upscale else f"at {cfg.image_size}px"
+    typer.echo(f"{spec.mode}: {image} {source}, strength {spec.strength} "
                f"({run} of {opts.steps} {opts.sampler} steps" + (f", each x{resample}" if resample > 1 else "") + ")")
     _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=spec)

@@ -7,7 +7,11 @@
   through Stochastic Differential Equations", App. I.2; the replacement step of Lugmayr et
   al. 2022, "RePaint"), applied to the model's *prediction* so that every sampler (Euler,
   Heun, DDIM, DPM-Solver++, DDPM) uses it unchanged;
-* outpainting: inpainting of a canvas that shifts the input and leaves new pixels to fill.
+* outpainting: inpainting of a canvas that shifts the input and leaves new pixels to fill;
+* super-resolution (pixel-space models): DDNM (Wang et al. 2023), the same range-null-space
+  rule as inpainting with block averaging as the degradation
+  (:mod:`genimage.editing.known_region`);
+* RePaint's resampling for the last three (:mod:`genimage.editing.resample`).
 
 :class:`~genimage.editing.spec.EditSpec` describes an edit; ``generation.generate(edit=...)``
 runs it; ``genimage edit`` is the command line.

@@ -42,6 +42,9 @@ class EditSpec:
             :func:`outpaint_canvas` made ``image`` and ``mask`` from (kept for the record).
         resample: With a mask, take every step this many times, re-noising in between
             (RePaint; :mod:`genimage.editing.resample`); 1 = off.
+        low: For super-resolution, the ``(1 or N, C, S / f, S / f)`` low-resolution input the
+            output must average back to over ``f x f`` blocks (``image`` is then its upsampled
+            start); see :meth:`upscale`.
     """
 
     image: torch.Tensor
@@ -49,9 +52,27 @@ class EditSpec:
     mask: torch.Tensor | None = None
     extend: tuple[int, int, int, int] | None = None
     resample: int = 1
+    low: torch.Tensor | None = None
+
+    @classmethod
+    def upscale(cls, low: torch.Tensor, image_size: int, strength: float = 1.0, resample: int = 1) -> "EditSpec":
+        """Super-resolution of ``low`` ``(1 or N, C, s, s)`` to ``image_size`` (a multiple of
+        ``s``), starting from its bicubic upsampling when ``strength < 1``."""
+        if low.ndim != 4 or low.shape[-1] != low.shape[-2] or image_size % low.shape[-1]:
+            raise GenimageError(f"a {tuple(low.shape[-2:])} input does not upscale to {image_size} px: its side must "
+                                f"divide {image_size}")
+        start = torch.nn.functional.interpolate(low.float(), size=(image_size, image_size), mode="bicubic",
+                                                align_corners=False).clamp(-1, 1)
+        return cls(start, strength, resample=resample, low=low.float())
+
+    @property
+    def factor(self) -> int:
+        return 1 if self.low is None else self.image.shape[-1] // self.low.shape[-1]
 
     @property
     def mode(self) -> str:
+        if self.low is not None:
+            return "upscale"
         if self.extend is not None:
             return "outpaint"
         return "img2img" if self.mask is None else "inpaint"
@@ -63,9 +84,13 @@ class EditSpec:
             raise GenimageError(f"--strength must be in (0, 1], got {self.strength}")
         if isinstance(self.resample, bool) or not isinstance(self.resample, int) or self.resample < 1:
             raise GenimageError(f"--resample must be an integer >= 1, got {self.resample}")
-        if self.resample > 1 and self.mask is None:
-            raise GenimageError("--resample applies to inpainting and outpainting (it re-fits the regenerated "
-                                "region to the kept one); give --mask or --extend")
+        if self.resample > 1 and self.mask is None and self.low is None:
+            raise GenimageError("--resample applies to inpainting, outpainting and upscaling (it re-fits the "
+                                "generated part to the given one); give --mask, --extend or --upscale")
+        if self.low is not None and (self.low.shape[0] not in (1, n) or self.low.shape[1] != channels
+                                     or image_size % self.low.shape[-1]):
+            raise GenimageError(f"low-resolution input of shape {tuple(self.low.shape)} does not fit {channels} x "
+                                f"{image_size} px images")
         want = (channels, image_size, image_size)
         if self.image.ndim != 4 or tuple(self.image.shape[1:]) != want or self.image.shape[0] not in (1, n):
             raise GenimageError(f"edit image of shape {tuple(self.image.shape)} does not fit: the model makes "
@@ -93,12 +118,20 @@ class EditSpec:
 
         return take(self.image), None if self.mask is None else take(self.mask)
 
+    def low_rows(self, sl: slice, count: int) -> torch.Tensor:
+        """The low-resolution inputs of a batch slice (a single one repeated)."""
+        return self.low.expand(count, *self.low.shape[1:]) if self.low.shape[0] == 1 else self.low[sl]
+
     def record(self, i: int) -> dict[str, Any]:
         """What a generation record keeps of the edit of image ``i``: the mode, strength and
         the sha256 of the input's (and mask's) 8-bit pixels."""
         pick = (lambda t: t[0] if t.shape[0] == 1 else t[i])  # noqa: E731
-        out: dict[str, Any] = {"mode": self.mode, "strength": float(self.strength),
-                               "image_sha256": pixels_sha256(pick(self.image))}
+        out: dict[str, Any] = {"mode": self.mode, "strength": float(self.strength)}
+        if self.low is not None:
+            out["factor"] = self.factor
+            out["image_sha256"] = pixels_sha256(pick(self.low))
+        else:
+            out["image_sha256"] = pixels_sha256(pick(self.image))
         if self.resample > 1:
             out["resample"] = int(self.resample)
         if self.extend is not None:

@@ -11,7 +11,7 @@ Endpoints (JSON unless noted; errors are ``{"error": message}`` with status 400)
 * ``GET /api/generate.png?prompt=...&seed=...`` — one image as ``image/png`` (for ``curl`` or
   an ``<img>`` tag);
 * ``POST /api/edit`` — multipart form: ``image`` file, optional ``mask`` file, and the fields
-  of :class:`GenerateRequest` plus ``strength``, ``extend``, ``resample``.
+  of :class:`GenerateRequest` plus ``strength``, ``extend``, ``resample``, ``upscale``.
 
 Every PNG carries its generation record, so ``genimage replay`` checks a download bit for
 bit. Requests are served one generation at a time (:class:`~genimage.serve.studio.Studio`).
@@ -96,13 +96,14 @@ def create_app(studio: Studio | None = None) -> FastAPI:
                    model: Optional[str] = Form(None), prompt: Optional[str] = Form(None),
                    label: Optional[str] = Form(None), negative: Optional[str] = Form(None), seed: int = Form(0),
                    n: int = Form(1), strength: Optional[float] = Form(None), extend: Optional[str] = Form(None),
-                   resample: int = Form(1), sampler: Optional[str] = Form(None), schedule: Optional[str] = Form(None),
+                   resample: int = Form(1), upscale: Optional[int] = Form(None),
+                   sampler: Optional[str] = Form(None), schedule: Optional[str] = Form(None),
                    steps: Optional[int] = Form(None), guidance: Optional[float] = Form(None)) -> dict[str, Any]:
         image_bytes = await image.read()
         mask_bytes = await mask.read() if mask is not None and mask.filename else None
 
         def work():
-            spec = studio.edit_spec(model, image_bytes, mask_bytes, extend, strength, resample)
+            spec = studio.edit_spec(model, image_bytes, mask_bytes, extend, strength, resample, upscale)
             if studio.pipeline(model).conditioner.uses_labels and not label:
                 raise GenimageError("this model is class-conditional: send a label (class name or number)")
             return studio.run(model=model, prompt=prompt, label=label, negative=negative, seed=seed, n=n,

@@ -29,6 +29,7 @@ PAGE = """<!doctype html>
  <label>strength <input type="number" id="strength" step="0.05" min="0.05" max="1" placeholder="0.6 / 1.0"></label>
  <label>extend L,T,R,B <input type="text" id="extend" style="width:8em"></label>
  <label>resample <input type="number" id="resample" value="1" min="1"></label>
+ <label>upscale x <input type="number" id="upscale" min="2" placeholder="off"></label>
  <button id="edit">Edit</button>
 </fieldset>
 <p id="status"></p><div id="out"></div>
@@ -86,6 +87,7 @@ $('edit').onclick = async () => {
   if ($('strength').value) form.append('strength', $('strength').value);
   if ($('extend').value) form.append('extend', $('extend').value);
   form.append('resample', $('resample').value || '1');
+  if ($('upscale').value) form.append('upscale', $('upscale').value);
   $('status').textContent = 'editing...';
   show(await fetch('/api/edit', {method: 'POST', body: form}));
 };

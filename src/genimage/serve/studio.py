@@ -148,14 +148,19 @@ class Studio:
         return [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(seeds, images, records)], seconds
 
     def edit_spec(self, model: str | None, image: bytes, mask: bytes | None, extend: str | None,
-                  strength: float | None, resample: int):
+                  strength: float | None, resample: int, upscale: int | None = None):
         """The :class:`~genimage.editing.spec.EditSpec` of an uploaded image (and mask)."""
         from genimage.cli.edit import parse_extend
         from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas
 
-        if mask is not None and extend:
-            raise GenimageError("send a mask (inpaint) or extend (outpaint), not both")
+        if sum(bool(v) for v in (mask is not None, extend, upscale)) > 1:
+            raise GenimageError("send one of mask (inpaint), extend (outpaint) or upscale, not several")
         cfg = self.pipeline(model).config
+        if upscale:
+            if upscale < 2 or cfg.image_size % upscale:
+                raise GenimageError(f"upscale must be a factor >= 2 that divides {cfg.image_size}, got {upscale}")
+            low = load_edit_image(image, cfg.image_size // upscale, cfg.channels)
+            return EditSpec.upscale(low, cfg.image_size, 1.0 if strength is None else strength, resample)
         init = load_edit_image(image, cfg.image_size, cfg.channels)
         if extend:
             border = parse_extend(extend)
