@@ -181,10 +181,13 @@ def test_edit_cli_errors(pipe, tiny_model_dir, tmp_path, args, message):
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
 
 
-def test_edit_cli_needs_a_label_for_a_class_model_and_a_readable_input(pipe, tiny_model_dir, tmp_path):
+def test_edit_cli_without_a_label_is_unconditional_and_needs_a_readable_input(pipe, tiny_model_dir, tmp_path):
     src = _save_input(pipe, tmp_path / "in.png")
-    res = runner.invoke(app, ["edit", str(src), "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.png")])
-    assert res.exit_code == 2 and "pass --label" in res.output
+    res = runner.invoke(app, ["edit", str(src), "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.png"),
+                              "--upscale", "2", "--steps", "4"])
+    assert res.exit_code == 0 and read_record(tmp_path / "x.png").label is None, res.output
+    res = runner.invoke(app, ["replay", str(tmp_path / "x.png"), "--init", str(src)])
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output
     (tmp_path / "junk.png").write_bytes(b"not an image")
     res = runner.invoke(app, ["edit", str(tmp_path / "junk.png"), "--model", str(tiny_model_dir), "--label", "0"])
     assert res.exit_code == 2 and "cannot read the input image" in res.output

@@ -45,7 +45,8 @@ def edit(
         help="Inpaint / outpaint: take each step this many times, re-noising in between (RePaint): the new "
              "region fits the kept one better, at this many times the network evaluations")] = 1,
     prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Class label or name (class models)")] = None,
+    label: Annotated[Optional[str], typer.Option(
+        help="Class label or name (class models; without it the edit is unconditional)")] = None,
     negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
     num: Annotated[int, typer.Option("-n", "--num", help="Number of variations (seeds seed .. seed+n-1)")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the first variation")] = 0,
@@ -105,9 +106,7 @@ def edit(
     run = spec.steps_to_run(opts.steps)
     seeds = list(range(seed, seed + num))
     labels = None
-    if pipe.conditioner.uses_labels:
-        if label is None and prompt is None:
-            raise GenimageError("this model is class-conditional: pass --label (a class name or number)")
+    if pipe.conditioner.uses_labels:  # no --label: unconditional (the model decides the class from the input)
         labels = [_parse_label(cfg, label)] * num if label is not None else None
     elif label is not None:
         raise GenimageError("this model is not class-conditional; drop --label")

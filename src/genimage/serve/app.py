@@ -104,8 +104,6 @@ def create_app(studio: Studio | None = None) -> FastAPI:
 
         def work():
             spec = studio.edit_spec(model, image_bytes, mask_bytes, extend, strength, resample, upscale)
-            if studio.pipeline(model).conditioner.uses_labels and not label:
-                raise GenimageError("this model is class-conditional: send a label (class name or number)")
             return studio.run(model=model, prompt=prompt, label=label, negative=negative, seed=seed, n=n,
                               sampler=sampler, schedule=schedule, steps=steps, guidance=guidance, edit=spec)
 

@@ -108,7 +108,7 @@ class Studio:
         return out
 
     # ----------------------------------------------------------------------------- requests
-    def _conditions(self, pipe, n: int, prompt: str | None, label: str | int | None):
+    def _conditions(self, pipe, n: int, prompt: str | None, label: str | int | None, edit: bool = False):
         from genimage.pipeline import parse_label
 
         if pipe.conditioner.uses_text:
@@ -118,8 +118,8 @@ class Studio:
         if pipe.conditioner.uses_labels:
             if prompt:
                 raise GenimageError("this model is class-conditional: send a label (class name or number), not a prompt")
-            if label is None or label == "":
-                return [i % pipe.config.num_classes for i in range(n)], None
+            if label is None or label == "":  # an edit without a label is unconditional; samples cycle the classes
+                return (None if edit else [i % pipe.config.num_classes for i in range(n)]), None
             return [parse_label(pipe.config, label)] * n, None
         if prompt or label is not None:
             raise GenimageError("this model is unconditional: send neither a prompt nor a label")
@@ -139,7 +139,7 @@ class Studio:
             pipe = self.pipeline(model)
             pipe.watermark = self.watermark
             opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
-            labels, prompts = self._conditions(pipe, n, prompt, label)
+            labels, prompts = self._conditions(pipe, n, prompt, label, edit is not None)
             seeds = list(range(seed, seed + n))
             t0 = time.perf_counter()
             images = pipe(seeds, labels=labels, prompts=prompts, negative=negative, options=opts, edit=edit)
