@@ -1,4 +1,5 @@
-"""``genimage detect``: is an image genimage's? Its embedded record, and its invisible mark."""
+"""``genimage detect``: is an image genimage's? Its embedded record, its invisible mark, and
+the learned detector of its domain."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def inspect_image(path: Path) -> dict:
                          "watermark": record.watermark}
     except GenimageError:
         out["record"] = None
+    from genimage.provenance.detector import detector_for, p_generated
+
+    det = detector_for(*x.shape)
+    out["detector"] = None if det is None else {
+        "name": det.name, "p_generated": round(float(p_generated(x[None], det)[0]), 4)}
     if not fits(*x.shape):
         out["watermark"] = {"verdict": "too small to carry a mark", "z": None, "p": None}
         return out
@@ -53,8 +59,10 @@ def detect(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image")] = False,
 ) -> None:
     """Tell whether images come from genimage: the generation record a PNG carries (easy to
-    strip), and the invisible watermark in the pixels (z-score of the keyed pattern; marked
-    when p < 0.001). The key is $GENIMAGE_WATERMARK_KEY or the public default."""
+    strip), the invisible watermark in the pixels (z-score of the keyed pattern; marked when
+    p < 0.001; the key is $GENIMAGE_WATERMARK_KEY or the public default), and, for images of
+    a built-in domain's shape (8x8 gray digits, 32x32 RGB shapes), a learned detector's
+    probability that the image is generated."""
     for path in images:
         info = inspect_image(path)
         if as_json:
@@ -64,4 +72,6 @@ def detect(
         mark = wm["verdict"] if wm["z"] is None else f"{wm['verdict']} (z = {wm['z']:.1f}, p = {wm['p']:.1e}, key {wm['key_id']})"
         rec = info["record"]
         record = f"record of {rec['model']} (genimage {rec['genimage_version']})" if rec else "no genimage record"
-        typer.echo(f"{path}: watermark {mark}; {record}")
+        det = info["detector"]
+        learned = f"; detector {det['name']}: p(generated) = {det['p_generated']:.3f}" if det else ""
+        typer.echo(f"{path}: watermark {mark}; {record}{learned}")
