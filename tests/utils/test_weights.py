@@ -1,7 +1,6 @@
 """Weights load only from safetensors; pickle files are refused by content."""
 
 import pickle
-import zipfile
 
 import pytest
 import torch

@@ -13,12 +13,13 @@ from genimage.cli.common import handle_errors
 
 
 def inspect_image(path: Path) -> dict:
-    """The record (if any) and the watermark test of one image file."""
+    """The record (if any), the watermark test and the learned detector's score of one image file."""
     import torch
     from PIL import Image
 
     from genimage.data.image_io import BadImageError, load_image, pil_to_tensor
     from genimage.errors import GenimageError
+    from genimage.provenance.detector import detector_for, p_generated
     from genimage.provenance.record import read_record
     from genimage.provenance.watermark import DETECTION_Z, detection_scores, fits, key_id, p_value, watermark_key
 
@@ -39,8 +40,6 @@ def inspect_image(path: Path) -> dict:
                          "watermark": record.watermark}
     except GenimageError:
         out["record"] = None
-    from genimage.provenance.detector import detector_for, p_generated
-
     det = detector_for(*x.shape)
     out["detector"] = None if det is None else {
         "name": det.name, "p_generated": round(float(p_generated(x[None], det)[0]), 4)}

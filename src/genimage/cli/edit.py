@@ -15,20 +15,6 @@ from genimage.cli.sample import (
 from genimage.errors import GenimageError
 
 
-def parse_extend(text: str) -> tuple[int, int, int, int]:
-    """``"L,T,R,B"`` (or one number for all four sides) -> four non-negative pixel counts."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) == 1:
-        parts = parts * 4
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4 or min(values) < 0:
-        raise GenimageError(f"--extend takes LEFT,TOP,RIGHT,BOTTOM pixel counts >= 0 (or one number), got {text!r}")
-    return values  # type: ignore[return-value]
-
-
 @handle_errors
 def edit(
     image: Annotated[Path, typer.Argument(help="Input image (any size: center-cropped and resized to the model's)")],
@@ -63,7 +49,7 @@ def edit(
     """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
     super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
-    from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas
+    from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas, parse_extend
     from genimage.families.records import is_direct
     from genimage.generation import check_edit
     from genimage.models.config import ModelConfig

@@ -191,6 +191,20 @@ def load_mask(source: str | Path | bytes, image_size: int) -> torch.Tensor:
     return mask
 
 
+def parse_extend(text: str) -> tuple[int, int, int, int]:
+    """``"L,T,R,B"`` (or one number for all four sides) -> four non-negative pixel counts."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 4
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0:
+        raise GenimageError(f"--extend takes LEFT,TOP,RIGHT,BOTTOM pixel counts >= 0 (or one number), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 def outpaint_canvas(image: torch.Tensor, left: int, top: int, right: int, bottom: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Zoom out: shrink ``image`` ``(1, C, S, S)`` into the box that leaves ``left, top, right,
     bottom`` pixels free at the model's size ``S`` (aspect kept, centred in the box), and

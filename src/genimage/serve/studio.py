@@ -150,8 +150,7 @@ class Studio:
     def edit_spec(self, model: str | None, image: bytes, mask: bytes | None, extend: str | None,
                   strength: float | None, resample: int, upscale: int | None = None):
         """The :class:`~genimage.editing.spec.EditSpec` of an uploaded image (and mask)."""
-        from genimage.cli.edit import parse_extend
-        from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas
+        from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas, parse_extend
 
         if sum(bool(v) for v in (mask is not None, extend, upscale)) > 1:
             raise GenimageError("send one of mask (inpaint), extend (outpaint) or upscale, not several")
