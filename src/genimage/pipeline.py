@@ -178,31 +178,23 @@ def edit_from_record(record: GenerationRecord, init: str | Path | None, mask: st
                      config) -> EditSpec:
     """The :class:`EditSpec` an edited image was made with, rebuilt from its input files and
     checked against the record's sha256 of the input (and mask) pixels."""
-    from genimage.editing.spec import load_edit_image, load_mask, outpaint_canvas, pixels_sha256
+    from genimage.editing.spec import build_edit
 
     info = record.edit or {}
     mode = info.get("mode", "img2img")
     if init is None:
         need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
         raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
-    strength, resample = float(info.get("strength", 1.0)), int(info.get("resample", 1))
-    if mode == "upscale":
-        low = load_edit_image(init, config.image_size // int(info["factor"]), config.channels)
-        if pixels_sha256(low[0]) != info.get("image_sha256"):
-            raise GenimageError(f"{init} is not the input this image was made from (sha256 of its pixels differs)")
-        return EditSpec.upscale(low, config.image_size, strength, resample)
-    image = load_edit_image(init, config.image_size, config.channels)
-    spec = EditSpec(image, strength, resample=resample)
-    if mode == "outpaint":
-        spec.image, spec.mask = outpaint_canvas(image, *info["extend"])
-        spec.extend = tuple(info["extend"])
-    elif mode == "inpaint":
-        if mask is None:
-            raise GenimageError("this image is an inpainting edit; pass --mask MASK as well as --init")
-        spec.mask = load_mask(mask, config.image_size)
-        if pixels_sha256(spec.mask[0] * 2 - 1) != info.get("mask_sha256"):
-            raise GenimageError(f"{mask} is not the mask this image was made with (sha256 of its pixels differs)")
-    if pixels_sha256(spec.image[0]) != info.get("image_sha256"):
+    if mode == "inpaint" and mask is None:
+        raise GenimageError("this image is an inpainting edit; pass --mask MASK as well as --init")
+    spec = build_edit(init, config.image_size, config.channels, mask=mask if mode == "inpaint" else None,
+                      extend=tuple(info["extend"]) if mode == "outpaint" else None,
+                      upscale=int(info["factor"]) if mode == "upscale" else None,
+                      strength=float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)))
+    rebuilt = spec.record(0)  # the same sha256s the record was written with
+    if rebuilt.get("mask_sha256") != info.get("mask_sha256"):
+        raise GenimageError(f"{mask} is not the mask this image was made with (sha256 of its pixels differs)")
+    if rebuilt["image_sha256"] != info.get("image_sha256"):
         raise GenimageError(f"{init} is not the input this image was made from (sha256 of its pixels differs)")
     return spec
 

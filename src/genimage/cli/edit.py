@@ -49,7 +49,7 @@ def edit(
     """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
     super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
-    from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas, parse_extend
+    from genimage.editing.spec import build_edit, parse_extend
     from genimage.families.records import is_direct
     from genimage.generation import check_edit
     from genimage.models.config import ModelConfig
@@ -58,8 +58,7 @@ def edit(
 
     if num < 1:
         raise GenimageError(f"-n must be at least 1, got {num}")
-    if sum(v is not None for v in (mask, extend, upscale)) > 1:
-        raise GenimageError("give one of --mask (inpaint), --extend (outpaint) or --upscale, not several")
+    border = parse_extend(extend) if extend is not None else None
     family = ModelConfig.load(resolve_model_folder(model)).family
     if is_direct(family):
         raise GenimageError(f"editing needs a diffusion or flow model (it noises and denoises the input); "
@@ -72,21 +71,8 @@ def edit(
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
     cfg = pipe.config
-    if upscale is not None:
-        if upscale < 2 or cfg.image_size % upscale:
-            raise GenimageError(f"--upscale must be a factor >= 2 that divides the model's {cfg.image_size} px, got {upscale}")
-        low = load_edit_image(image, cfg.image_size // upscale, cfg.channels)
-        spec = EditSpec.upscale(low, cfg.image_size, 1.0 if strength is None else strength, resample)
-    elif extend is not None:
-        init = load_edit_image(image, cfg.image_size, cfg.channels)
-        canvas, canvas_mask = outpaint_canvas(init, *parse_extend(extend))
-        spec = EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, parse_extend(extend), resample)
-    elif mask is not None:
-        spec = EditSpec(load_edit_image(image, cfg.image_size, cfg.channels), 1.0 if strength is None else strength,
-                        load_mask(mask, cfg.image_size), resample=resample)
-    else:
-        spec = EditSpec(load_edit_image(image, cfg.image_size, cfg.channels), 0.6 if strength is None else strength,
-                        resample=resample)
+    spec = build_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=border, upscale=upscale,
+                      strength=strength, resample=resample)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     check_edit(spec, num, cfg)
     run = spec.steps_to_run(opts.steps)

@@ -113,14 +113,11 @@ class EditSpec:
 
     def rows(self, sl: slice, count: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image and mask rows of a batch slice (the single ones repeated)."""
-        def take(t: torch.Tensor) -> torch.Tensor:
-            return t.expand(count, *t.shape[1:]) if t.shape[0] == 1 else t[sl]
-
-        return take(self.image), None if self.mask is None else take(self.mask)
+        return _batch_rows(self.image, sl, count), None if self.mask is None else _batch_rows(self.mask, sl, count)
 
     def low_rows(self, sl: slice, count: int) -> torch.Tensor:
         """The low-resolution inputs of a batch slice (a single one repeated)."""
-        return self.low.expand(count, *self.low.shape[1:]) if self.low.shape[0] == 1 else self.low[sl]
+        return _batch_rows(self.low, sl, count)
 
     def record(self, i: int) -> dict[str, Any]:
         """What a generation record keeps of the edit of image ``i``: the mode, strength and
@@ -139,6 +136,11 @@ class EditSpec:
         elif self.mask is not None:
             out["mask_sha256"] = pixels_sha256(pick(self.mask) * 2 - 1)
         return out
+
+
+def _batch_rows(t: torch.Tensor, sl: slice, count: int) -> torch.Tensor:
+    """Rows ``sl`` of a per-image tensor, or its single row repeated ``count`` times."""
+    return t.expand(count, *t.shape[1:]) if t.shape[0] == 1 else t[sl]
 
 
 def _fit(img: Image.Image, width: int, height: int) -> Image.Image:
@@ -224,3 +226,28 @@ def outpaint_canvas(image: torch.Tensor, left: int, top: int, right: int, bottom
     mask = torch.ones(1, 1, s, s)
     mask[..., y0:y0 + side, x0:x0 + side] = 0
     return canvas, mask
+
+
+def build_edit(source: str | Path | bytes, image_size: int, channels: int, *, mask: str | Path | bytes | None = None,
+               extend: tuple[int, int, int, int] | None = None, upscale: int | None = None,
+               strength: float | None = None, resample: int = 1) -> EditSpec:
+    """The :class:`EditSpec` of an input image file (or its bytes) for a model of
+    ``channels`` x ``image_size``: inpainting with ``mask``, outpainting with ``extend``,
+    super-resolution by ``upscale``, else img2img. ``strength`` defaults to 0.6 for img2img
+    and 1.0 otherwise. The command line, the web service and replay all build edits here."""
+    if sum(v is not None for v in (mask, extend, upscale)) > 1:
+        raise GenimageError("give one of --mask (inpaint), --extend (outpaint) or --upscale, not several")
+    if upscale is not None:
+        if upscale < 2 or image_size % upscale:
+            raise GenimageError(f"--upscale must be a factor >= 2 that divides the model's {image_size} px, "
+                                f"got {upscale}")
+        low = load_edit_image(source, image_size // upscale, channels)
+        return EditSpec.upscale(low, image_size, 1.0 if strength is None else strength, resample)
+    init = load_edit_image(source, image_size, channels)
+    if extend is not None:
+        canvas, canvas_mask = outpaint_canvas(init, *extend)
+        return EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, tuple(extend), resample)
+    if mask is not None:
+        return EditSpec(init, 1.0 if strength is None else strength, load_mask(mask, image_size), resample=resample)
+    return EditSpec(init, 0.6 if strength is None else strength, resample=resample)
+

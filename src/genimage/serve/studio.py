@@ -149,26 +149,13 @@ class Studio:
 
     def edit_spec(self, model: str | None, image: bytes, mask: bytes | None, extend: str | None,
                   strength: float | None, resample: int, upscale: int | None = None):
-        """The :class:`~genimage.editing.spec.EditSpec` of an uploaded image (and mask)."""
-        from genimage.editing.spec import EditSpec, load_edit_image, load_mask, outpaint_canvas, parse_extend
+        """The :class:`~genimage.editing.spec.EditSpec` of an uploaded image (and mask); empty
+        form fields count as absent."""
+        from genimage.editing.spec import build_edit, parse_extend
 
-        if sum(bool(v) for v in (mask is not None, extend, upscale)) > 1:
-            raise GenimageError("send one of mask (inpaint), extend (outpaint) or upscale, not several")
         cfg = self.pipeline(model).config
-        if upscale:
-            if upscale < 2 or cfg.image_size % upscale:
-                raise GenimageError(f"upscale must be a factor >= 2 that divides {cfg.image_size}, got {upscale}")
-            low = load_edit_image(image, cfg.image_size // upscale, cfg.channels)
-            return EditSpec.upscale(low, cfg.image_size, 1.0 if strength is None else strength, resample)
-        init = load_edit_image(image, cfg.image_size, cfg.channels)
-        if extend:
-            border = parse_extend(extend)
-            canvas, canvas_mask = outpaint_canvas(init, *border)
-            return EditSpec(canvas, 1.0 if strength is None else strength, canvas_mask, border, resample)
-        if mask is not None:
-            return EditSpec(init, 1.0 if strength is None else strength, load_mask(mask, cfg.image_size),
-                            resample=resample)
-        return EditSpec(init, 0.6 if strength is None else strength, resample=resample)
+        return build_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=parse_extend(extend) if extend else None,
+                          upscale=upscale or None, strength=strength, resample=resample)
 
 
 def _record_dict(record) -> dict[str, Any]:

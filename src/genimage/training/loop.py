@@ -144,7 +144,8 @@ def use_deterministic_cuda(on: bool) -> None:
     (PyTorch warned so on the lent H100), is switched off with it: attention then runs the
     flash kernel (bf16) or plain matrix products (fp32)."""
     torch.backends.cudnn.deterministic = on
-    torch.backends.cudnn.benchmark = False if on else torch.backends.cudnn.benchmark
+    if on:
+        torch.backends.cudnn.benchmark = False  # autotuning may pick a different algorithm each run
     torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cuda.enable_mem_efficient_sdp(not on)
 
