@@ -205,7 +205,10 @@ def test_caption_grammar_and_round_trip():
         "a red circle to the left of",
         "a red circle.",
         "two red circles",
-        "a red circle above a blue square above a green circle",
+        # Three objects are in the grammar (issue 22); four are not.
+        "a red circle above a blue square above a green circle below a red square",
+        "a red circle above a blue square above",
+        "a red circle above a blue square an orange circle",
     ],
 )
 def test_parse_caption_rejects_text_outside_grammar(bad):

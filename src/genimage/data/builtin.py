@@ -1,4 +1,4 @@
-"""Built-in datasets that need no download: ``digits``, ``photos`` and ``shapes``.
+"""Built-in datasets that need no download: ``digits``, ``photos``, ``shapes`` and ``shapes3``.
 
 ``load_builtin(name, ...)`` builds one by name from :data:`BUILTIN_DATASETS`:
 
@@ -9,6 +9,8 @@
   RGB, no labels, no captions. Needs ``scikit-image`` installed.
 * ``shapes``: captioned coloured shapes with held-out compositions
   (:mod:`genimage.data.shapes`).
+* ``shapes3``: ``shapes`` plus three-object scenes with two relations (option
+  ``three_object_share``, default 1/3; ``shapes`` is the same dataset with share 0).
 
 All items follow :mod:`genimage.data.types`: ``{"image": (C, H, W) in [-1, 1], ...}``.
 """
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from genimage.data.shapes import DEFAULT_HELD_OUT, ShapesDataset
+from genimage.data.shapes import DEFAULT_HELD_OUT, DEFAULT_THREE_OBJECT_SHARE, ShapesDataset
 from genimage.data.types import (
     DatasetItem,
     ImageDataset,
@@ -217,6 +219,7 @@ def _shapes(
     *,
     held_out: Iterable[tuple[str, str]] = DEFAULT_HELD_OUT,
     two_object_prob: float = 0.5,
+    three_object_share: float = 0.0,
     supersample: int = 4,
 ) -> ImageDataset:
     return ShapesDataset(
@@ -226,8 +229,26 @@ def _shapes(
         seed,
         held_out=held_out,
         two_object_prob=two_object_prob,
+        three_object_share=three_object_share,
         supersample=supersample,
     )
+
+
+@BUILTIN_DATASETS.register("shapes3")
+def _shapes3(
+    image_size: int | None,
+    split: str,
+    seed: int,
+    length: int | None,
+    *,
+    held_out: Iterable[tuple[str, str]] = DEFAULT_HELD_OUT,
+    two_object_prob: float = 0.5,
+    three_object_share: float = DEFAULT_THREE_OBJECT_SHARE,
+    supersample: int = 4,
+) -> ImageDataset:
+    """``shapes`` with three-object scenes: a third of the items by default (issue 22)."""
+    return _shapes(image_size, split, seed, length, held_out=held_out, two_object_prob=two_object_prob,
+                   three_object_share=three_object_share, supersample=supersample)
 
 
 def load_builtin(
@@ -242,7 +263,7 @@ def load_builtin(
     """Build a built-in dataset by name.
 
     Args:
-        name: ``"digits"``, ``"photos"`` or ``"shapes"``.
+        name: ``"digits"``, ``"photos"``, ``"shapes"`` or ``"shapes3"``.
         image_size: Output side in pixels; ``None`` for the dataset's default
             (digits 8, photos 32, shapes 32).
         split: ``"train"``, ``"eval"`` or ``"all"`` (each dataset documents its split).
@@ -250,7 +271,7 @@ def load_builtin(
         length: Number of items; ``None`` for the default (digits: the whole split,
             photos 10_000, shapes 100_000).
         **kwargs: Dataset-specific options, e.g. ``held_out``, ``two_object_prob`` and
-            ``supersample`` for shapes.
+            ``supersample`` for shapes, and ``three_object_share`` for shapes and shapes3.
 
     Returns:
         The dataset; its items are :class:`genimage.data.types.DatasetItem` dicts.

@@ -19,12 +19,24 @@ CoGenT splits), made cheap enough to train and score on a CPU. Its exact spec:
   bounding-box centres differ along the named axis by at least 20% of the side and by
   more than along the other axis (:func:`relation_holds`; image y grows downward, so
   "above" means a smaller y). Placements are rejection-sampled until this holds.
+* Three-object scenes (an addition; off unless ``three_object_share > 0``, so the
+  default dataset's items are unchanged): with probability ``three_object_share`` a
+  scene has three objects A, B, C, otherwise it is a one- or two-object scene as above.
+  The caption is ``"<A> <rel1> <B> <rel2> <C>"``, e.g. ``"a red circle above a blue
+  square to the left of a green triangle"``, meaning *A rel1 B* and *B rel2 C*: each
+  relation holds, with the margins above, between the two objects next to it in the
+  caption (nothing is asserted between A and C). ``rel1`` and ``rel2`` are uniform and
+  independent. Bounding-box sides are 20-30% of the image side (circles and squares
+  ``w == h``, triangles independent), all three boxes fully inside and pairwise
+  separated by the same gap; placements are drawn jointly and rejection-sampled until
+  all of this holds (so the layout is uniform over the valid ones).
+  ``builtin:shapes3`` is ``builtin:shapes`` with ``three_object_share=1/3``.
 * Splits (held-out compositions): the colour-shape pairs in ``held_out`` (default
   :data:`DEFAULT_HELD_OUT`) never appear in ``split="train"``. Compositions are drawn
   uniformly from the grammar (each object's pair uniform over the 18 pairs, the relation
   uniform) and conditioned on the split: ``"train"`` keeps scenes with no held-out pair,
-  ``"eval"`` keeps scenes with at least one (the other object of a two-object eval scene
-  may be any pair, held-out or not), ``"all"`` keeps everything.
+  ``"eval"`` keeps scenes with at least one (the other objects of a two- or three-object
+  eval scene may be any pair, held-out or not), ``"all"`` keeps everything.
 * Anti-aliasing by supersampling: the scene is drawn at ``supersample`` times the size
   with PIL and box-filtered down, so every bounding-box coordinate is a multiple of
   ``1 / supersample`` pixel.
@@ -33,7 +45,10 @@ Item ``i`` depends only on ``(seed, i)`` (and the split): its composition is dra
 ``item_rng(seed, i, s)`` and its layout and colour jitter from ``item_rng(seed, i, s + 1)``
 (:func:`genimage.data.types.item_rng`), with ``s`` = 0, 2, 4 for train, eval, all (so the
 splits' layouts are independent), so any item can be produced alone, and
-:func:`sample_captions` returns exactly the captions of items ``0..n-1``.
+:func:`sample_captions` returns exactly the captions of items ``0..n-1``. The composition
+draws the number of objects first: one ``random()`` against ``three_object_share`` (only
+when it is positive), then, for a scene that is not a three-object one, one against
+``two_object_prob`` as always.
 """
 
 from __future__ import annotations
@@ -83,7 +98,11 @@ DEFAULT_HELD_OUT: tuple[tuple[str, str], ...] = (
 COLOUR_JITTER = 10
 """Maximum absolute per-channel offset added to an object's palette colour."""
 MIN_SIDE, MAX_SIDE = 0.25, 0.40
-"""Range of a bounding-box side, as a fraction of the image side."""
+"""Range of a bounding-box side, as a fraction of the image side (one- and two-object scenes)."""
+THREE_MIN_SIDE, THREE_MAX_SIDE = 0.20, 0.30
+"""Range of a bounding-box side in three-object scenes, as a fraction of the image side."""
+DEFAULT_THREE_OBJECT_SHARE = 1 / 3
+"""Share of three-object scenes in ``builtin:shapes3`` (``builtin:shapes`` has none)."""
 MIN_RELATION_OFFSET = 0.20
 """Minimum centre offset along a relation's axis, as a fraction of the image side."""
 MIN_IMAGE_SIZE = 16
@@ -114,17 +133,30 @@ class ObjectSpec:
 
 @dataclasses.dataclass(frozen=True)
 class CaptionSpec:
-    """What a caption says: 1 or 2 objects and, for 2, the relation of ``objects[0]`` to ``objects[1]``."""
+    """What a caption says: 1, 2 or 3 objects and the relations between neighbours.
+
+    Attributes:
+        objects: The caption's objects in order.
+        relation: For 2 or 3 objects, the relation of ``objects[0]`` to ``objects[1]``; else ``None``.
+        relation2: For 3 objects, the relation of ``objects[1]`` to ``objects[2]``; else ``None``.
+    """
 
     objects: tuple[ObjectSpec, ...]
     relation: str | None = None
+    relation2: str | None = None
+
+    @property
+    def relations(self) -> tuple[str, ...]:
+        """The relations in caption order (``relations[k]`` links ``objects[k]`` and ``objects[k + 1]``)."""
+        return tuple(r for r in (self.relation, self.relation2) if r is not None)
 
     @property
     def caption(self) -> str:
         """The caption text, e.g. ``"a red circle to the left of a blue square"``."""
-        if self.relation is None:
-            return self.objects[0].phrase
-        return f"{self.objects[0].phrase} {self.relation} {self.objects[1].phrase}"
+        text = self.objects[0].phrase
+        for relation, obj in zip(self.relations, self.objects[1:]):
+            text += f" {relation} {obj.phrase}"
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,15 +185,20 @@ class SceneObject:
 
 @dataclasses.dataclass(frozen=True)
 class Scene:
-    """A full scene description: objects (subject first), relation or ``None``, image side in px."""
+    """A full scene description: objects in caption order, relation(s) or ``None``, image side in px.
+
+    ``relation`` links ``objects[0]`` and ``objects[1]``; ``relation2`` (three-object scenes
+    only) links ``objects[1]`` and ``objects[2]``.
+    """
 
     objects: tuple[SceneObject, ...]
     relation: str | None
     image_size: int
+    relation2: str | None = None
 
     @property
     def spec(self) -> CaptionSpec:
-        return CaptionSpec(tuple(ObjectSpec(o.colour, o.shape) for o in self.objects), self.relation)
+        return CaptionSpec(tuple(ObjectSpec(o.colour, o.shape) for o in self.objects), self.relation, self.relation2)
 
     @property
     def caption(self) -> str:
@@ -193,14 +230,16 @@ def relation_holds(dx, dy, relation: str, min_offset: float):
 
 
 _OBJ_RE = rf"(a|an) ({'|'.join(PALETTE)}) ({'|'.join(SHAPES)})"
-_CAPTION_RE = re.compile(rf"{_OBJ_RE}(?: ({'|'.join(RELATIONS)}) {_OBJ_RE})?")
+_REL_RE = "|".join(RELATIONS)
+_CAPTION_RE = re.compile(rf"{_OBJ_RE}(?: ({_REL_RE}) {_OBJ_RE}(?: ({_REL_RE}) {_OBJ_RE})?)?")
 
 
 def parse_caption(caption: str) -> CaptionSpec:
     """Parse a shapes caption (case and repeated spaces are ignored).
 
     Args:
-        caption: E.g. ``"an orange square above a blue triangle"``.
+        caption: E.g. ``"an orange square above a blue triangle"`` or, with three objects,
+            ``"a red circle above a blue square to the left of a green triangle"``.
 
     Returns:
         The :class:`CaptionSpec`; ``parse_caption(spec.caption) == spec``.
@@ -213,16 +252,21 @@ def parse_caption(caption: str) -> CaptionSpec:
     match = _CAPTION_RE.fullmatch(text)
     if match is None:
         raise GenimageError(
-            f"caption {caption!r} is outside the shapes grammar; expected e.g. 'a red circle' "
-            f"or 'an orange square above a blue triangle' (colours: {', '.join(PALETTE)}; "
+            f"caption {caption!r} is outside the shapes grammar; expected e.g. 'a red circle', "
+            f"'an orange square above a blue triangle' or 'a red circle above a blue square to the "
+            f"left of a green triangle' (colours: {', '.join(PALETTE)}; "
             f"shapes: {', '.join(SHAPES)}; relations: {', '.join(RELATIONS)})"
         )
-    art1, col1, shp1, relation, art2, col2, shp2 = match.groups()
-    objects = [(art1, col1, shp1)] + ([(art2, col2, shp2)] if relation else [])
+    groups = match.groups()
+    objects = [groups[0:3]]
+    if groups[3]:
+        objects.append(groups[4:7])
+    if groups[7]:
+        objects.append(groups[8:11])
     for art, col, _ in objects:
         if art != article(col):
             raise GenimageError(f"caption {caption!r}: write {article(col)!r} before {col!r}")
-    return CaptionSpec(tuple(ObjectSpec(c, s) for _, c, s in objects), relation)
+    return CaptionSpec(tuple(ObjectSpec(c, s) for _, c, s in objects), groups[3], groups[7])
 
 
 def _check_held_out(held_out: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
@@ -236,9 +280,9 @@ def _check_held_out(held_out: Iterable[tuple[str, str]]) -> frozenset[tuple[str,
     return pairs
 
 
-def _check_prob(two_object_prob: float) -> float:
+def _check_prob(two_object_prob: float, name: str = "two_object_prob") -> float:
     if not 0.0 <= two_object_prob <= 1.0:
-        raise GenimageError(f"two_object_prob must be in [0, 1], got {two_object_prob}")
+        raise GenimageError(f"{name} must be in [0, 1], got {two_object_prob}")
     return float(two_object_prob)
 
 
@@ -251,17 +295,29 @@ def _check_split_pairs(split: str, held_out: frozenset[tuple[str, str]]) -> None
 
 
 def _sample_spec(
-    rng: random.Random, split: str, held_out: frozenset[tuple[str, str]], two_object_prob: float
+    rng: random.Random,
+    split: str,
+    held_out: frozenset[tuple[str, str]],
+    two_object_prob: float,
+    three_object_share: float = 0.0,
 ) -> CaptionSpec:
-    """Draw a composition: grammar-uniform, conditioned on the split (rejection sampling)."""
-    n_objects = 2 if rng.random() < two_object_prob else 1
+    """Draw a composition: grammar-uniform, conditioned on the split (rejection sampling).
+
+    With ``three_object_share == 0`` the draws are exactly those of the original 1-2 object
+    dataset (no extra ``random()`` call), so its items are unchanged.
+    """
+    if three_object_share > 0.0 and rng.random() < three_object_share:
+        n_objects = 3
+    else:
+        n_objects = 2 if rng.random() < two_object_prob else 1
     while True:
         pairs = [ALL_PAIRS[uniform_int(rng, 0, len(ALL_PAIRS) - 1)] for _ in range(n_objects)]
         n_held = sum(p in held_out for p in pairs)
         if split == "all" or (split == "train" and n_held == 0) or (split == "eval" and n_held > 0):
             break
-    relation = RELATIONS[uniform_int(rng, 0, len(RELATIONS) - 1)] if n_objects == 2 else None
-    return CaptionSpec(tuple(ObjectSpec(c, s) for c, s in pairs), relation)
+    relation = RELATIONS[uniform_int(rng, 0, len(RELATIONS) - 1)] if n_objects >= 2 else None
+    relation2 = RELATIONS[uniform_int(rng, 0, len(RELATIONS) - 1)] if n_objects == 3 else None
+    return CaptionSpec(tuple(ObjectSpec(c, s) for c, s in pairs), relation, relation2)
 
 
 def _sample_layout(
@@ -274,9 +330,11 @@ def _sample_layout(
         (exclusive ends), and ``rgb``: the jittered colour per object.
     """
     grid = image_size * supersample
-    lo, hi = math.ceil(MIN_SIDE * grid), math.floor(MAX_SIDE * grid)
     gap = math.ceil(max(2.0, 0.05 * image_size) * supersample)
     min_offset2 = 2 * MIN_RELATION_OFFSET * grid  # centre offsets are compared doubled (integers)
+    if len(spec.objects) == 3:
+        return _sample_layout3(rng, spec, grid, gap, min_offset2)
+    lo, hi = math.ceil(MIN_SIDE * grid), math.floor(MAX_SIDE * grid)
     for _ in range(100_000):
         boxes = []
         for obj in spec.objects:
@@ -293,12 +351,53 @@ def _sample_layout(
             break
     else:  # pragma: no cover - acceptance is a few percent or more
         raise RuntimeError("shapes: placement rejection sampling did not converge")
+    return boxes, _jitter_colours(rng, spec)
+
+
+def _jitter_colours(rng: random.Random, spec: CaptionSpec) -> list[tuple[int, int, int]]:
     jitter = COLOUR_JITTER
-    rgb = [
-        tuple(min(255, max(0, v + uniform_int(rng, -jitter, jitter))) for v in PALETTE[o.colour])
+    return [
+        tuple(min(255, max(0, v + uniform_int(rng, -jitter, jitter))) for v in PALETTE[o.colour])  # type: ignore[misc]
         for o in spec.objects
     ]
-    return boxes, rgb  # type: ignore[return-value]
+
+
+def _apart(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
+    """Whether two boxes are separated by at least ``gap`` along some axis."""
+    return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
+
+
+def _holds(a: tuple[int, int, int, int], b: tuple[int, int, int, int], relation: str, min_offset2: float) -> bool:
+    """The relation of box ``a`` to box ``b``, on doubled centre offsets."""
+    return bool(relation_holds((a[0] + a[2]) - (b[0] + b[2]), (a[1] + a[3]) - (b[1] + b[3]), relation, min_offset2))
+
+
+def _sample_layout3(
+    rng: random.Random, spec: CaptionSpec, grid: int, gap: int, min_offset2: float
+) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int]]]:
+    """Three boxes with sides 20-30% of the side: A rel1 B, B rel2 C, pairwise apart.
+
+    Joint rejection sampling; a candidate is abandoned as soon as a drawn pair fails (the
+    remaining draws are independent of it), which leaves the accepted distribution the
+    uniform one over valid layouts.
+    """
+    lo, hi = math.ceil(THREE_MIN_SIDE * grid), math.floor(THREE_MAX_SIDE * grid)
+
+    def box(obj: ObjectSpec) -> tuple[int, int, int, int]:
+        w = uniform_int(rng, lo, hi)
+        h = w if obj.shape != "triangle" else uniform_int(rng, lo, hi)
+        x0, y0 = uniform_int(rng, 0, grid - w), uniform_int(rng, 0, grid - h)
+        return (x0, y0, x0 + w, y0 + h)
+
+    a_spec, b_spec, c_spec = spec.objects
+    for _ in range(1_000_000):
+        a, b = box(a_spec), box(b_spec)
+        if not (_apart(a, b, gap) and _holds(a, b, spec.relation, min_offset2)):  # type: ignore[arg-type]
+            continue
+        c = box(c_spec)
+        if _apart(c, a, gap) and _apart(c, b, gap) and _holds(b, c, spec.relation2, min_offset2):  # type: ignore[arg-type]
+            return [a, b, c], _jitter_colours(rng, spec)
+    raise RuntimeError("shapes: three-object placement rejection sampling did not converge")  # pragma: no cover
 
 
 def render_scene(scene: Scene, supersample: int = 4) -> np.ndarray:
@@ -335,16 +434,22 @@ def sample_captions(
     *,
     held_out: Iterable[tuple[str, str]] = DEFAULT_HELD_OUT,
     two_object_prob: float = 0.5,
+    three_object_share: float = 0.0,
 ) -> list[str]:
     """Evaluation prompts from the split's caption distribution.
 
     Args:
         n: Number of captions.
         seed: Seed; the result equals the captions of items ``0..n-1`` of
-            ``ShapesDataset(seed=seed, split=split, held_out=held_out, two_object_prob=...)``.
+            ``ShapesDataset(seed=seed, split=split, held_out=held_out, two_object_prob=...,
+            three_object_share=...)``.
         split: ``"train"``, ``"eval"`` or ``"all"`` (see the module docstring).
         held_out: Colour-shape pairs held out of the train split.
-        two_object_prob: Probability that a caption has two objects and a relation.
+        two_object_prob: Probability that a caption that is not a three-object one has two
+            objects and a relation.
+        three_object_share: Probability that a caption has three objects and two relations
+            (0, the default, gives exactly the original 1-2 object captions; 1 gives only
+            three-object captions).
 
     Returns:
         ``n`` captions.
@@ -352,14 +457,15 @@ def sample_captions(
     pairs = _check_held_out(held_out)
     _check_split_pairs(split, pairs)
     prob = _check_prob(two_object_prob)
+    share = _check_prob(three_object_share, "three_object_share")
     if n < 0 or not 0 <= seed < 2**61:
         raise GenimageError(f"need n >= 0 and 0 <= seed < 2**61, got n={n}, seed={seed}")
     stream = _SPLIT_STREAMS[split]
-    return [_sample_spec(item_rng(seed, i, stream), split, pairs, prob).caption for i in range(n)]
+    return [_sample_spec(item_rng(seed, i, stream), split, pairs, prob, share).caption for i in range(n)]
 
 
 class ShapesDataset(ImageDataset):
-    """Captioned scenes of 1-2 coloured shapes; see the module docstring for the exact spec.
+    """Captioned scenes of 1-3 coloured shapes; see the module docstring for the exact spec.
 
     Items are ``{"image": FloatTensor (3, image_size, image_size) in [-1, 1], "caption": str}``.
 
@@ -370,7 +476,11 @@ class ShapesDataset(ImageDataset):
             every image) or ``"all"``.
         seed: Non-negative seed; item ``i`` depends only on ``(seed, i)``.
         held_out: Colour-shape pairs kept out of the train split.
-        two_object_prob: Probability that an image has two objects (and a relation).
+        two_object_prob: Probability that an image that is not a three-object one has two
+            objects (and a relation).
+        three_object_share: Probability that an image has three objects and two relations
+            (default 0: the original 1-2 object dataset, item for item; ``builtin:shapes3``
+            uses :data:`DEFAULT_THREE_OBJECT_SHARE`).
         supersample: Anti-aliasing supersampling factor per axis.
     """
 
@@ -386,6 +496,7 @@ class ShapesDataset(ImageDataset):
         *,
         held_out: Iterable[tuple[str, str]] = DEFAULT_HELD_OUT,
         two_object_prob: float = 0.5,
+        three_object_share: float = 0.0,
         supersample: int = 4,
     ) -> None:
         if not 1 <= length <= 2**64:
@@ -399,6 +510,7 @@ class ShapesDataset(ImageDataset):
         self.held_out = _check_held_out(held_out)
         _check_split_pairs(split, self.held_out)
         self.two_object_prob = _check_prob(two_object_prob)
+        self.three_object_share = _check_prob(three_object_share, "three_object_share")
         self.length = int(length)
         self.image_size = int(image_size)
         self.split = split
@@ -413,14 +525,14 @@ class ShapesDataset(ImageDataset):
         index = check_index(index, self.length)
         stream = _SPLIT_STREAMS[self.split]
         spec_rng, layout_rng = item_rng(self.seed, index, stream), item_rng(self.seed, index, stream + 1)
-        spec = _sample_spec(spec_rng, self.split, self.held_out, self.two_object_prob)
+        spec = _sample_spec(spec_rng, self.split, self.held_out, self.two_object_prob, self.three_object_share)
         boxes, rgb = _sample_layout(layout_rng, spec, self.image_size, self.supersample)
         s = self.supersample
         objects = tuple(
             SceneObject(o.colour, o.shape, tuple(v / s for v in box), c)  # type: ignore[arg-type]
             for o, box, c in zip(spec.objects, boxes, rgb)
         )
-        return Scene(objects, spec.relation, self.image_size)
+        return Scene(objects, spec.relation, self.image_size, spec.relation2)
 
     def render(self, index: int) -> np.ndarray:
         """Item ``index`` as a uint8 array ``(H, W, 3)``."""

@@ -27,6 +27,12 @@ position), exact enough on the ``shapes`` palette to need no learned model:
 Limits: every non-background blob is given its nearest palette colour, even an off-palette
 one; two touching objects of one colour are one object.
 
+Three-object captions ``"<A> <rel1> <B> <rel2> <C>"`` assert *A rel1 B* and *B rel2 C*.
+Each relation is checked on its own (``relations_ok``: some detection matching its subject
+and a different one matching its object satisfy it), and ``position_ok`` needs one
+consistent assignment: three distinct detections matching A, B and C with both relations
+holding through the same B.
+
 Position rule: by default (``min_offset=0``) a relation holds when the subject's centre is
 offset from the object's centre in the named direction and by more than along the other
 axis, a looser rule than the dataset's (which also requires at least 20% of the side;
@@ -92,11 +98,14 @@ class ShapesScore:
         count_ok: The number of detected objects equals the number the caption names.
         binding_ok: Every colour-shape pair of the caption is detected (as a multiset).
         position_ok: The relation holds between a detection matching the subject and a
-            different detection matching the object (True for one-object captions).
+            different detection matching the object (True for one-object captions); for
+            three objects, both relations hold in one assignment of distinct detections.
             Matching prefers the exact colour-shape pair, then the colour, then the shape.
         overall: All three.
         spec: The parsed caption.
         detected: The detected objects, for debugging.
+        relations_ok: Per relation of the caption, in caption order, whether it holds on
+            its own (``()`` for one object; ``(position_ok,)`` for two).
     """
 
     count_ok: bool
@@ -105,6 +114,7 @@ class ShapesScore:
     overall: bool
     spec: CaptionSpec
     detected: tuple[DetectedObject, ...]
+    relations_ok: tuple[bool, ...] = ()
 
 
 def _to_float_rgb(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
@@ -263,19 +273,23 @@ def score(
     have = Counter((o.colour, o.shape) for o in detected)
     want = Counter((o.colour, o.shape) for o in spec.objects)
     binding_ok = all(have[p] >= n for p, n in want.items())
-    position_ok = True
-    if spec.relation is not None:
-        side = float(max(rgb.shape[:2]))
-        subjects = _candidates(spec.objects[0], detected)
-        objects = _candidates(spec.objects[1], detected)
-        position_ok = False
-        for i, j in itertools.product(subjects, objects):
-            if i == j:
-                continue
-            (sx, sy), (ox, oy) = detected[i].centre, detected[j].centre
-            if relation_holds(sx - ox, sy - oy, spec.relation, min_offset * side):
-                position_ok = True
-                break
+    side = float(max(rgb.shape[:2]))
+    cands = [_candidates(o, detected) for o in spec.objects]
+
+    def holds(i: int, j: int, relation: str) -> bool:
+        (sx, sy), (ox, oy) = detected[i].centre, detected[j].centre
+        return i != j and bool(relation_holds(sx - ox, sy - oy, relation, min_offset * side))
+
+    # pairs[k]: the (subject, object) detections satisfying relation k on their own.
+    pairs = [
+        {(i, j) for i, j in itertools.product(cands[k], cands[k + 1]) if holds(i, j, rel)}
+        for k, rel in enumerate(spec.relations)
+    ]
+    relations_ok = tuple(bool(p) for p in pairs)
+    if len(pairs) == 2:
+        position_ok = any(b == b2 and a != c for a, b in pairs[0] for b2, c in pairs[1])
+    else:
+        position_ok = all(relations_ok)
     return ShapesScore(
         count_ok=count_ok,
         binding_ok=binding_ok,
@@ -283,6 +297,7 @@ def score(
         overall=bool(count_ok and binding_ok and position_ok),
         spec=spec,
         detected=detected,
+        relations_ok=relations_ok,
     )
 
 

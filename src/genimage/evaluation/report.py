@@ -22,7 +22,7 @@ from genimage.evaluation import plots
 from genimage.evaluation.sampling import conditions_for, dataset_images, draw_samples, mean_bits_per_dim
 from genimage.utils.atomic import atomic_write_text
 
-FEATURES_BY_DATA = {"builtin:digits": "digits", "builtin:shapes": "shapes"}
+FEATURES_BY_DATA = {"builtin:digits": "digits", "builtin:shapes": "shapes", "builtin:shapes3": "shapes"}
 
 
 def default_features(data: str) -> str:
