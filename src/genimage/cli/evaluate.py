@@ -43,9 +43,11 @@ def prompts(
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, bf16: PrecisionOpt = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the report as JSON here")] = None,
+    three_object_share: Annotated[float, typer.Option(help="Share of three-object prompts '<A> <rel1> <B> <rel2> <C>' (0: the one/two-object prompts; 1: three-object prompts only)")] = 0.0,
 ) -> None:
     """Prompt accuracy on the shapes benchmark: count, colour-shape binding, position, overall;
-    separately for seen and held-out compositions."""
+    separately for seen and held-out compositions, and per number of objects (each relation
+    of a three-object prompt on its own)."""
     from tqdm import tqdm
 
     from genimage.metrics.prompt_accuracy import evaluate_prompts
@@ -65,7 +67,7 @@ def prompts(
         bar.update(done - last["v"])
         last["v"] = done
 
-    report = evaluate_prompts(pipe, n=n, seed=seed, options=opts, progress=tick)
+    report = evaluate_prompts(pipe, n=n, seed=seed, options=opts, progress=tick, three_object_share=three_object_share)
     bar.close()
     report["model"] = pipe.model_ref
     report["model_sha256"] = pipe.loaded.weights_sha256
@@ -75,11 +77,25 @@ def prompts(
         r = report[split]
         typer.echo(f"| {split} | {r['n']} | {r['overall']:.3f} | {r['count']:.3f} | {r['binding']:.3f} | "
                    f"{r['position']:.3f} (n={r['n_relations']}) |")
+    _echo_by_objects(report)
     typer.echo(f"images/s (generation only): {report['images_per_s']:.1f}")
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2))
         typer.echo(f"report: {output}")
+
+
+def _echo_by_objects(report: dict) -> None:
+    """The per-object-count table of an eval-prompts report."""
+    def cell(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    typer.echo("\n| split | objects | n | overall | count | binding | relation 1 | relation 2 | position (all relations) |")
+    typer.echo("|---|---|---|---|---|---|---|---|---|")
+    for split in ("seen", "held_out"):
+        for k, r in report[split]["by_objects"].items():
+            typer.echo(f"| {split} | {k} | {r['n']} | {r['overall']:.3f} | {r['count']:.3f} | {r['binding']:.3f} | "
+                       f"{cell(r['relation1'])} | {cell(r['relation2'])} | {cell(r['position'])} |")
 
 
 @app.command("model")
