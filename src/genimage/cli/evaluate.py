@@ -71,7 +71,8 @@ def prompts(
     bar.close()
     report["model"] = pipe.model_ref
     report["model_sha256"] = pipe.loaded.weights_sha256
-    typer.echo("| split | n | overall | count | binding | position (2-object) |")
+    scope = "2-object" if three_object_share == 0 else "prompts with relations"
+    typer.echo(f"| split | n | overall | count | binding | position ({scope}) |")
     typer.echo("|---|---|---|---|---|---|")
     for split in ("seen", "held_out"):
         r = report[split]
