@@ -76,6 +76,17 @@ def test_init_from_starts_a_fresh_run_from_another_models_weights(tmp_path):
         Trainer(tiny_model_config(size=16), tiny_train_config(6), tiny_dataset(), tmp_path / "d", init_from=tmp_path / "a")
 
 
+def test_init_from_accepts_a_longer_text_window_when_the_weights_match(tmp_path):
+    # e.g. fine-tuning the bundled shapes UNet (16 text tokens) on three-object captions (20)
+    mc = tiny_model_config("unet", "ddpm-eps", "vp-cosine", "eps")
+    train_tiny(tmp_path / "a", steps=3, model_config=mc)
+    source = load_safetensors(tmp_path / "a" / "checkpoints" / "step-00000003" / "model.safetensors")
+    longer = dataclasses.replace(mc, backbone_config={**mc.backbone_config, "max_text_len": 40})
+    tuned = Trainer(longer, tiny_train_config(6), tiny_dataset(), tmp_path / "b", init_from=tmp_path / "a")
+    for name, value in tuned.network.state_dict().items():
+        assert torch.equal(value.cpu(), source[name]), name
+
+
 def test_resume_refuses_a_changed_objective_or_family_setting_but_not_new_sampling_defaults(tmp_path):
     train_tiny(tmp_path, steps=3)
     with pytest.raises(GenimageError, match="different model configuration.*prediction"):

@@ -280,11 +280,21 @@ class Trainer:
 
         folder = resolve_model_folder(name)
         other = ModelConfig.load(folder)
-        if (other.backbone, other.backbone_config) != (self.mc.backbone, self.mc.backbone_config):
+
+        def arch(config: dict) -> dict:
+            # A longer text window (--text-max-length) adds no weights to a UNet; where it does
+            # (a DiT's text position table), the weights' shapes differ and loading says so.
+            return {k: v for k, v in config.items() if k != "max_text_len"}
+
+        if (other.backbone, arch(other.backbone_config)) != (self.mc.backbone, arch(self.mc.backbone_config)):
             raise GenimageError(f"--init-from {name}: its network ({other.backbone} {other.backbone_config}) is not "
                                 f"this run's ({self.mc.backbone} {self.mc.backbone_config}); fine-tuning needs the "
                                 "same architecture (same --backbone, --preset and --set)")
-        self.model.load_sampling_state(load_safetensors(folder / WEIGHTS_FILE))
+        try:
+            self.model.load_sampling_state(load_safetensors(folder / WEIGHTS_FILE))
+        except GenimageError as exc:
+            raise GenimageError(f"--init-from {name}: {exc} (fine-tuning needs the same architecture; "
+                                "a DiT also the same --text-max-length)") from None
 
     def _load(self, folder: Path) -> None:
         tensors, meta = ckpt.load_checkpoint(folder)
