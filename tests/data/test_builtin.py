@@ -30,8 +30,8 @@ def _check_items(ds: ImageDataset, n: int = 8) -> None:
 
 
 def test_registry_names_and_unknown_name():
-    assert BUILTIN_DATASETS.names() == ["digits", "photos", "shapes"]
-    with pytest.raises(GenimageError, match="digits, photos, shapes"):
+    assert BUILTIN_DATASETS.names() == ["digits", "photos", "shapes", "shapes3"]
+    with pytest.raises(GenimageError, match="digits, photos, shapes, shapes3"):
         load_builtin("cifar10")
 
 

@@ -225,3 +225,38 @@ def test_one_and_two_object_scores_keep_their_meaning():
         assert len(result.relations_ok) == n_rel
         if n_rel:
             assert result.relations_ok == (result.position_ok,)
+
+
+# --- caption-aware horizontal flip ------------------------------------------------------
+
+
+def test_caption_aware_flip_mirrors_image_boxes_and_left_right():
+    plain = ShapesDataset(length=400, seed=8, three_object_share=1 / 3)
+    flip = ShapesDataset(length=400, seed=8, three_object_share=1 / 3, flip=True)
+    flipped = [i for i in range(400) if flip.flipped(i)]
+    assert 150 < len(flipped) < 250 and not any(plain.flipped(i) for i in range(400))
+    swap = {"to the left of": "to the right of", "to the right of": "to the left of", "above": "above",
+            "below": "below"}
+    stale = []
+    for i in range(400):
+        a, b = plain.scene(i), flip.scene(i)
+        if i not in flipped:
+            assert b == a and np.array_equal(flip.render(i), plain.render(i))
+            continue
+        assert np.array_equal(flip.render(i), plain.render(i)[:, ::-1])
+        assert flip[i]["caption"] == b.caption
+        assert b.spec.relations == tuple(swap[r] for r in a.spec.relations)
+        for oa, ob in zip(a.objects, b.objects):
+            assert ob.bbox == (32 - oa.bbox[2], oa.bbox[1], 32 - oa.bbox[0], oa.bbox[3])
+        if i < 150:  # the flipped caption describes the flipped image, the original one mostly not
+            assert score(flip.render(i), b.caption).overall
+            if any(r in ("to the left of", "to the right of") for r in a.spec.relations):
+                stale.append(score(flip.render(i), a.caption).position_ok)
+    # (identical objects, e.g. two blue squares, can still satisfy a mirrored left/right chain)
+    assert len(stale) >= 30 and sum(stale) <= 0.1 * len(stale)
+    before = [flip.flipped(i) for i in range(400)]
+    flip.set_epoch(1)
+    assert [flip.flipped(i) for i in range(400)] != before
+    flip.set_epoch(0)
+    assert [flip.flipped(i) for i in range(400)] == before
+    assert load_builtin("shapes3", length=50, flip=True).flip

@@ -221,6 +221,7 @@ def _shapes(
     two_object_prob: float = 0.5,
     three_object_share: float = 0.0,
     supersample: int = 4,
+    flip: bool = False,
 ) -> ImageDataset:
     return ShapesDataset(
         100_000 if length is None else length,
@@ -231,6 +232,7 @@ def _shapes(
         two_object_prob=two_object_prob,
         three_object_share=three_object_share,
         supersample=supersample,
+        flip=flip,
     )
 
 
@@ -245,10 +247,11 @@ def _shapes3(
     two_object_prob: float = 0.5,
     three_object_share: float = DEFAULT_THREE_OBJECT_SHARE,
     supersample: int = 4,
+    flip: bool = False,
 ) -> ImageDataset:
     """``shapes`` with three-object scenes: a third of the items by default (issue 22)."""
     return _shapes(image_size, split, seed, length, held_out=held_out, two_object_prob=two_object_prob,
-                   three_object_share=three_object_share, supersample=supersample)
+                   three_object_share=three_object_share, supersample=supersample, flip=flip)
 
 
 def load_builtin(
@@ -271,7 +274,7 @@ def load_builtin(
         length: Number of items; ``None`` for the default (digits: the whole split,
             photos 10_000, shapes 100_000).
         **kwargs: Dataset-specific options, e.g. ``held_out``, ``two_object_prob`` and
-            ``supersample`` for shapes, and ``three_object_share`` for shapes and shapes3.
+            ``supersample`` for shapes, and ``three_object_share`` and ``flip`` (caption-aware horizontal flip) for shapes and shapes3.
 
     Returns:
         The dataset; its items are :class:`genimage.data.types.DatasetItem` dicts.

@@ -37,6 +37,13 @@ CoGenT splits), made cheap enough to train and score on a CPU. Its exact spec:
   uniform) and conditioned on the split: ``"train"`` keeps scenes with no held-out pair,
   ``"eval"`` keeps scenes with at least one (the other objects of a two- or three-object
   eval scene may be any pair, held-out or not), ``"all"`` keeps everything.
+* Caption-aware horizontal flip (an augmentation, off by default): with ``flip=True``
+  each item of each epoch is mirrored left-right with probability 1/2 (drawn from
+  ``(seed, index, epoch)``; :meth:`ShapesDataset.set_epoch`): every box ``(x0, y0, x1, y1)``
+  becomes ``(S - x1, y0, S - x0, y1)`` and ``"to the left of"`` and ``"to the right of"``
+  swap in the caption (:func:`mirror_spec`), so image and caption still agree; the image is
+  the exact mirror of the unflipped render. The mirrored scene satisfies the same spec; the procedural layout distribution is already mirror
+  symmetric, so the flip matters for a finite set of items (e.g. a small ``length``).
 * Anti-aliasing by supersampling: the scene is drawn at ``supersample`` times the size
   with PIL and box-filtered down, so every bounding-box coordinate is a multiple of
   ``1 / supersample`` pixel.
@@ -400,6 +407,32 @@ def _sample_layout3(
     raise RuntimeError("shapes: three-object placement rejection sampling did not converge")  # pragma: no cover
 
 
+_MIRRORED = {"to the left of": "to the right of", "to the right of": "to the left of"}
+
+
+def mirror_spec(spec: CaptionSpec) -> CaptionSpec:
+    """The caption of the left-right mirrored scene: left and right swap, above/below stay.
+
+    Args:
+        spec: A parsed caption.
+
+    Returns:
+        The same objects with ``"to the left of"`` and ``"to the right of"`` exchanged.
+    """
+    swap = lambda r: None if r is None else _MIRRORED.get(r, r)  # noqa: E731
+    return CaptionSpec(spec.objects, swap(spec.relation), swap(spec.relation2))
+
+
+def mirror_scene(scene: Scene) -> Scene:
+    """The scene mirrored left-right: boxes ``x -> image_size - x`` and the caption by :func:`mirror_spec`."""
+    size = scene.image_size
+    objects = tuple(
+        dataclasses.replace(o, bbox=(size - o.bbox[2], o.bbox[1], size - o.bbox[0], o.bbox[3])) for o in scene.objects
+    )
+    spec = mirror_spec(scene.spec)
+    return Scene(objects, spec.relation, size, spec.relation2)
+
+
 def render_scene(scene: Scene, supersample: int = 4) -> np.ndarray:
     """Draw a scene as a uint8 array ``(H, W, 3)``.
 
@@ -482,6 +515,8 @@ class ShapesDataset(ImageDataset):
             (default 0: the original 1-2 object dataset, item for item; ``builtin:shapes3``
             uses :data:`DEFAULT_THREE_OBJECT_SHARE`).
         supersample: Anti-aliasing supersampling factor per axis.
+        flip: Caption-aware horizontal flip: mirror each item of each epoch with probability
+            1/2 (see the module docstring and :meth:`set_epoch`). Default off.
     """
 
     has_captions = True
@@ -498,6 +533,7 @@ class ShapesDataset(ImageDataset):
         two_object_prob: float = 0.5,
         three_object_share: float = 0.0,
         supersample: int = 4,
+        flip: bool = False,
     ) -> None:
         if not 1 <= length <= 2**64:
             raise GenimageError(f"shapes length must be in [1, 2**64], got {length}")
@@ -516,12 +552,30 @@ class ShapesDataset(ImageDataset):
         self.split = split
         self.seed = int(seed)
         self.supersample = int(supersample)
+        self.flip = bool(flip)
+        self.epoch = 0
 
     def __len__(self) -> int:
         return self.length
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random flips (``flip=True``) the items use; no effect otherwise."""
+        self.epoch = int(epoch)
+
+    def flipped(self, index: int) -> bool:
+        """Whether item ``index`` of the current epoch is mirrored (always ``False`` without ``flip``)."""
+        if not self.flip:
+            return False
+        index = check_index(index, self.length)
+        return random.Random(f"shapes-flip|{self.seed}|{self.split}|{index}|{self.epoch}").random() < 0.5
+
     def scene(self, index: int) -> Scene:
         """The structural description of item ``index`` (objects, boxes, colours, relation)."""
+        scene = self._drawn_scene(index)
+        return mirror_scene(scene) if self.flipped(index) else scene
+
+    def _drawn_scene(self, index: int) -> Scene:
+        """Item ``index`` before any flip."""
         index = check_index(index, self.length)
         stream = _SPLIT_STREAMS[self.split]
         spec_rng, layout_rng = item_rng(self.seed, index, stream), item_rng(self.seed, index, stream + 1)
@@ -534,10 +588,17 @@ class ShapesDataset(ImageDataset):
         )
         return Scene(objects, spec.relation, self.image_size, spec.relation2)
 
+    def _item(self, index: int) -> tuple[Scene, np.ndarray]:
+        scene = self._drawn_scene(index)
+        image = render_scene(scene, self.supersample)
+        if self.flipped(index):  # the exact mirror image (PIL's triangles are not mirror-symmetric)
+            return mirror_scene(scene), np.ascontiguousarray(image[:, ::-1])
+        return scene, image
+
     def render(self, index: int) -> np.ndarray:
         """Item ``index`` as a uint8 array ``(H, W, 3)``."""
-        return render_scene(self.scene(index), self.supersample)
+        return self._item(index)[1]
 
     def __getitem__(self, index: int) -> DatasetItem:
-        scene = self.scene(index)
-        return {"image": image_from_uint8(render_scene(scene, self.supersample)), "caption": scene.caption}
+        scene, image = self._item(index)
+        return {"image": image_from_uint8(image), "caption": scene.caption}
