@@ -42,8 +42,9 @@ CoGenT splits), made cheap enough to train and score on a CPU. Its exact spec:
   ``(seed, index, epoch)``; :meth:`ShapesDataset.set_epoch`): every box ``(x0, y0, x1, y1)``
   becomes ``(S - x1, y0, S - x0, y1)`` and ``"to the left of"`` and ``"to the right of"``
   swap in the caption (:func:`mirror_spec`), so image and caption still agree; the image is
-  the exact mirror of the unflipped render. The mirrored scene satisfies the same spec; the procedural layout distribution is already mirror
-  symmetric, so the flip matters for a finite set of items (e.g. a small ``length``).
+  the exact mirror of the unflipped render. The mirrored scene satisfies the same spec;
+  the procedural layout distribution is already mirror symmetric, so the flip matters for
+  a finite set of items (e.g. a small ``length``).
 * Anti-aliasing by supersampling: the scene is drawn at ``supersample`` times the size
   with PIL and box-filtered down, so every bounding-box coordinate is a multiple of
   ``1 / supersample`` pixel.
