@@ -11,7 +11,7 @@ from genimage.errors import GenimageError
 def open_dataset(spec: str, *, image_size: int | None = None, seed: int = 0, split: str = "train",
                  **options: Any):
     """Args:
-        spec: ``builtin:digits``, ``builtin:shapes``, ``builtin:photos`` or an image folder path.
+        spec: ``builtin:digits``, ``builtin:shapes``, ``builtin:shapes3``, ``builtin:photos`` or an image folder path.
         image_size: Side of the training images (default: the dataset's own default).
         seed: Seed for procedural data and augmentation.
         split: ``train`` or ``eval`` (built-in datasets).
@@ -23,7 +23,7 @@ def open_dataset(spec: str, *, image_size: int | None = None, seed: int = 0, spl
         return load_builtin(spec.split(":", 1)[1], image_size=image_size, split=split, seed=seed, **options)
     path = Path(spec)
     if not path.exists():
-        raise GenimageError(f"data {spec!r} not found: give an image folder or builtin:digits|shapes|photos")
+        raise GenimageError(f"data {spec!r} not found: give an image folder or builtin:digits|shapes|shapes3|photos")
     from genimage.data.folder import ImageFolderDataset
 
     return ImageFolderDataset(path, image_size=image_size or 32, seed=seed, **options)
