@@ -98,14 +98,11 @@ class Work:
         """Sample; ``callback`` is called after every step and may raise :class:`Stop`."""
         from genimage.provenance.record import png_bytes
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        self._note_truncation()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the truncation warning reaches the client via self.warnings
             images = self.pipe(self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative,
                                options=self.options, edit=self.edit, callback=callback)
-        for w in caught:
-            text = str(w.message)
-            if "truncat" in text.lower() and text not in self.warnings:
-                self.warnings.append(text[:300])
         records = self.pipe.records(self.seeds, self.labels, self.prompts, self.negative, self.options, edit=self.edit)
         made = [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(self.seeds, images, records)]
         if self.expect is not None:
@@ -116,6 +113,20 @@ class Work:
             made[0].match = bool(new.shape == self.expect.shape and torch.equal(new, self.expect))
         _trim_prompt_cache(self.pipe)
         return made
+
+
+    def _note_truncation(self) -> None:
+        """Warn the client of text the model's encoder cuts off (run on the worker thread,
+        the only one that uses the tokenizer)."""
+        if not self.pipe.conditioner.uses_text:
+            return
+        encoder = self.pipe.conditioner.text_encoder
+        for name, text in (("prompt", (self.prompts or [""])[0]), ("negative", self.negative)):
+            if text:
+                tokens = len(encoder.tokenizer([text], truncation=False)["input_ids"][0])
+                if tokens > encoder.max_length:
+                    self.warnings.append(f"{name}: {tokens} tokens, but the model reads only the first "
+                                         f"{encoder.max_length}; the rest was ignored")
 
 
 def _trim_prompt_cache(pipe) -> None:
