@@ -72,7 +72,7 @@ from starlette.exceptions import HTTPException
 
 from genimage import __version__
 from genimage.errors import GenimageError
-from genimage.serve.guard import AccessPolicy, Guard
+from genimage.serve.guard import AccessPolicy, BodyCap, Guard
 from genimage.serve.jobs import Job, JobQueue, QueueFull, ShuttingDown
 from genimage.serve.page import PAGE, PAGE_JS
 from genimage.serve.schemas import EditFields, GenerateRequest, JobRequest, NoFields, Sampling, form_fields
@@ -147,11 +147,13 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
 
     # No /docs or /redoc: their pages load scripts from a CDN, and genimage runs offline.
     app = FastAPI(title="genimage", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  default_response_class=SafeJSONResponse, max_body_size=lim.max_body_bytes,
+                  default_response_class=SafeJSONResponse,
                   description="Generate and edit images with genimage models; every PNG carries its record.")
     app.state.studio, app.state.jobs, app.state.policy = studio, jobs, policy
-    app.add_middleware(Guard, policy=policy)
     upload_cap = lim.max_upload_bytes
+    app.add_middleware(BodyCap, json_cap=lim.max_body_bytes, upload_cap=upload_cap,
+                       upload_paths=frozenset({"/api/edit", "/api/jobs/edit", "/api/jobs/replay", "/api/detect"}))
+    app.add_middleware(Guard, policy=policy)  # added last: runs first
 
     @app.exception_handler(GenimageError)
     async def genimage_error(request: Request, exc: GenimageError) -> Response:
@@ -171,9 +173,6 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        if exc.status_code == 413:
-            return _error(413, f"the request body is too large: at most {lim.max_body_bytes} bytes of JSON, "
-                               f"{upload_cap} bytes of upload")
         return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -272,14 +271,14 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
 
     edit_body = _form_schema(EditFields, {"image": True, "mask": False})
 
-    @app.post("/api/jobs/edit", status_code=202, openapi_extra=edit_body, max_body_size=upload_cap)
+    @app.post("/api/jobs/edit", status_code=202, openapi_extra=edit_body)
     async def create_edit_job(request: Request) -> Response:
         fields, files = await read_form(request, EditFields, ("image", "mask"), ("image",))
         return accepted(await submit(lambda: studio.prepare(**fields.model_dump(), **files)))
 
     replay_body = _form_schema(NoFields, {"png": True, "image": False, "mask": False})
 
-    @app.post("/api/jobs/replay", status_code=202, openapi_extra=replay_body, max_body_size=upload_cap)
+    @app.post("/api/jobs/replay", status_code=202, openapi_extra=replay_body)
     async def create_replay_job(request: Request) -> Response:
         _, files = await read_form(request, NoFields, ("png", "image", "mask"), ("png",))
         return accepted(await submit(lambda: studio.prepare_replay(files["png"], files["image"], files["mask"])))
@@ -352,7 +351,7 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
         outcome(job)
         return Response(content=job.results[0].png, media_type="image/png")
 
-    @app.post("/api/edit", openapi_extra=edit_body, max_body_size=upload_cap)
+    @app.post("/api/edit", openapi_extra=edit_body)
     async def edit(request: Request) -> dict[str, Any]:
         fields, files = await read_form(request, EditFields, ("image", "mask"), ("image",))
         job = await submit(lambda: studio.prepare(**fields.model_dump(), **files))
@@ -362,7 +361,7 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
 
     detect_body = _form_schema(NoFields, {"image": True})
 
-    @app.post("/api/detect", openapi_extra=detect_body, max_body_size=upload_cap)
+    @app.post("/api/detect", openapi_extra=detect_body)
     async def detect(request: Request) -> dict[str, Any]:
         _, files = await read_form(request, NoFields, ("image",), ("image",))
         return await run_in_threadpool(studio.detect, files["image"])

@@ -179,3 +179,50 @@ class Guard:
         start, body = _refuse(*refusal)
         await send(start)
         await send(body)
+
+
+class BodyCap:
+    """ASGI middleware capping request bodies: ``upload_cap`` bytes on the multipart routes
+    ``upload_paths``, ``json_cap`` elsewhere. A declared ``Content-Length`` over the cap is
+    refused at once; otherwise bytes are counted as they stream in and reading stops with a
+    413 as soon as the cap is passed (nothing larger is ever held in memory).
+
+    Args:
+        app: The ASGI app.
+        json_cap: Largest body of the other routes, in bytes.
+        upload_cap: Largest body of an upload route, in bytes.
+        upload_paths: The upload routes.
+    """
+
+    def __init__(self, app, json_cap: int, upload_cap: int, upload_paths: frozenset[str]) -> None:
+        self.app, self.json_cap, self.upload_cap, self.upload_paths = app, json_cap, upload_cap, upload_paths
+
+    def message(self) -> str:
+        return (f"the request body is too large: this service takes at most {self.json_cap} bytes of JSON and "
+                f"{self.upload_cap} bytes of upload")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.exceptions import HTTPException
+
+        cap = self.upload_cap if scope.get("path") in self.upload_paths else self.json_cap
+        declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
+            start, body = _refuse(413, self.message())
+            await send(start)
+            await send(body)
+            return
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap:
+                    raise HTTPException(413, self.message())
+            return message
+
+        await self.app(scope, counted, send)
