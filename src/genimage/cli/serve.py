@@ -25,6 +25,7 @@ def serve(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
     max_images: Annotated[int, typer.Option(help="Most images one request may ask for")] = 16,
     max_steps: Annotated[int, typer.Option(help="Most sampler steps one request may ask for")] = 200,
+    max_nfe: Annotated[int, typer.Option(help="Most network evaluations one job may spend")] = 2000,
     max_seconds: Annotated[float, typer.Option(help="Wall time after which a running job fails")] = 300.0,
     queue_size: Annotated[int, typer.Option(help="Jobs that may wait; more get 429 with Retry-After")] = 32,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload request (image, mask and fields) in MB")] = 8.0,
@@ -53,7 +54,7 @@ def serve(
             raise GenimageError(f"--model-dir takes NAME=FOLDER, got {item!r}")
         dirs[name] = folder
     policy = AccessPolicy.for_bind(host, port, token=token or None, extra_hosts=allowed_host or [])
-    limits = Limits(max_images=max_images, max_steps=max_steps, max_seconds=max_seconds, queue_size=queue_size,
+    limits = Limits(max_images=max_images, max_steps=max_steps, max_nfe=max_nfe, max_seconds=max_seconds, queue_size=queue_size,
                     max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     studio = Studio(model, device, watermark=watermark, model_dirs=dirs, limits=limits)
     studio.pipeline(None)  # load the default model now: a bad name fails here, not on the first request
