@@ -142,6 +142,7 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await run_in_threadpool(jobs.reopen)  # after an earlier shutdown of the same app (test clients)
         yield
         await run_in_threadpool(jobs.close)  # cancel waiting jobs, stop the running one between steps
 

@@ -202,6 +202,20 @@ class JobQueue:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
+    def reopen(self) -> None:
+        """Take jobs again after :meth:`close` (an app whose lifespan starts anew, as test
+        clients do), with a fresh worker thread once the old one has finished."""
+        with self._cv:
+            if not self._closed:
+                return
+        self._thread.join()
+        with self._cv:
+            if not self._closed or self._thread.is_alive():
+                return
+            self._closed = False
+            self._thread = threading.Thread(target=self._worker, name="genimage-jobs", daemon=True)
+            self._thread.start()
+
     @property
     def closed(self) -> bool:
         return self._closed
