@@ -109,9 +109,10 @@ def test_generate_progress_download_inpaint_cancel_replay(server, browser, tmp_p
         page.mouse.down()
         page.mouse.move(x, box["y"] + box["height"] - 2, steps=8)
         page.mouse.up()
+    page.evaluate("() => { document.getElementById('gallery').replaceChildren(); }")
     page.click("#edit")
     page.wait_for_function("() => document.getElementById('pct').textContent === '100%' && "
-                           "document.getElementById('status').textContent.includes('image(s)')", timeout=60_000)
+                           "document.querySelectorAll('#gallery img').length === 1", timeout=60_000)
     assert _record(page)["edit"]["mode"] == "inpaint"
     with page.expect_download() as dl:
         page.locator("#gallery a.download").first.click()
@@ -129,6 +130,7 @@ def test_generate_progress_download_inpaint_cancel_replay(server, browser, tmp_p
     page.wait_for_function("() => document.getElementById('status').textContent.startsWith('cancelled')", timeout=30_000)
 
     # replay a dropped PNG
+    page.evaluate("() => { document.getElementById('gallery').replaceChildren(); }")
     page.set_input_files("#replayfile", str(source))
     page.wait_for_selector(".match", timeout=60_000)
     assert page.locator(".match").text_content() == "replay matches bit for bit"
@@ -136,6 +138,7 @@ def test_generate_progress_download_inpaint_cancel_replay(server, browser, tmp_p
     # server text never becomes HTML
     page.fill("#steps", "2")
     page.fill("#prompt", "<img src=x onerror=\"window.__xss=1\">")
+    page.evaluate("() => { document.getElementById('status').className = ''; }")
     page.click("#go")
     page.wait_for_function("() => document.getElementById('status').className === 'error'", timeout=30_000)
     assert page.evaluate("() => window.__xss") is None and page.locator("#status img").count() == 0
