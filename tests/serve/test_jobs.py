@@ -6,6 +6,7 @@ left and stops within seconds on SIGTERM."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -250,3 +251,24 @@ def test_a_real_server_drops_abandoned_work_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_replay_refuses_a_model_the_service_does_not_serve(client):
+    from PIL import Image, PngImagePlugin
+
+    made = client.post("/api/generate", json={"label": "2", "steps": 2}).json()["images"][0]
+    record = dict(made["record"], model="/some/dir")
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("genimage", json.dumps(record))
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(base64.b64decode(made["png_base64"]))).save(buf, format="PNG", pnginfo=info)
+    res = client.post("/api/jobs/replay", files={"png": ("x.png", buf.getvalue(), "image/png")})
+    assert res.status_code == 400 and "does not serve" in res.json()["error"] and "/some/dir" not in res.text
+
+
+def test_detect_an_upload(client):
+    made = client.post("/api/generate", json={"label": "2", "steps": 2}).json()["images"][0]
+    res = client.post("/api/detect", files={"image": ("x.png", base64.b64decode(made["png_base64"]), "image/png")})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["record"]["model"] == "digits" and 0 <= body["detector"]["p_generated"] <= 1 and "image" not in body
