@@ -19,7 +19,8 @@ from genimage.serve.studio import Studio
 
 @pytest.fixture(scope="module")
 def client():
-    return TestClient(create_app(Studio(default_model="digits", device="cpu", max_images=4)))
+    return TestClient(create_app(Studio(default_model="digits", device="cpu", max_images=4)),
+                      base_url="http://127.0.0.1:8000", headers={"X-Genimage": "1"})
 
 
 def _png(data: bytes, path):
@@ -29,8 +30,10 @@ def _png(data: bytes, path):
 
 def test_page_health_and_models(client):
     page = client.get("/")
-    assert page.status_code == 200 and "<title>genimage</title>" in page.text and "/api/generate" in page.text
-    assert "http" not in page.text  # no external scripts or styles: the page works offline
+    script = client.get("/page.js")
+    assert page.status_code == 200 and "<title>genimage</title>" in page.text and "/api/jobs" in script.text
+    assert "http" not in page.text + script.text  # no external scripts or styles: the page works offline
+    assert "innerHTML" not in page.text + script.text  # server text goes in with textContent only
     assert client.get("/docs").status_code == 404  # swagger's page would load scripts from a CDN
     assert "/api/generate" in client.get("/openapi.json").json()["paths"]
     health = client.get("/api/health").json()
@@ -100,7 +103,7 @@ def test_edit_uploads_inpaint_and_img2img(client, tmp_path):
 
 def test_edit_errors(client):
     res = client.post("/api/edit", files={"image": ("x.png", b"not an image", "image/png")}, data={"label": "1"})
-    assert res.status_code == 400 and "cannot read the input image" in res.json()["error"]
+    assert res.status_code == 400 and "cannot read the upload as an image" in res.json()["error"]
     good = client.get("/api/generate.png", params={"label": "2"}).content
     res = client.post("/api/edit", files={"image": ("x.png", good, "image/png")}, data={"steps": "4"})
     assert res.status_code == 200 and res.json()["images"][0]["record"]["label"] is None  # unconditional edit

@@ -1,25 +1,52 @@
-"""What the web service does, without the web: loaded models, one generation at a time, and
-PNGs that carry their generation records.
+"""What the web service does, without the web: the models it serves, requests checked and
+turned into :class:`Work` before any compute, and PNGs that carry their generation records.
 
-:class:`Studio` keeps the last few pipelines it loaded (loading the shapes model takes about a
-second) and serialises generation behind a lock: on a small CPU box two concurrent requests
-would only share the same cores, and on a GPU they would share its memory. Requests wait
-their turn instead of failing. Every image comes back as the PNG ``genimage sample`` would
-have written, so ``genimage replay`` works on downloads from the service.
+:class:`Studio` serves only the models of its own list (the bundled diffusion / flow models
+plus the folders the operator names), so no request can point it at a file-system path. It
+keeps the last few pipelines it loaded (loading the shapes model takes about a second).
+:meth:`Studio.prepare` validates a request completely (model, conditioning, sampler names,
+limits, uploaded images decoded under a pixel cap and a concurrency bound) and returns a
+:class:`Work`; :meth:`Work.run` does the sampling, calling back after every step (progress,
+cancellation, the per-job caps). The job queue (:mod:`genimage.serve.jobs`) runs one
+:class:`Work` at a time. Every image comes back as the PNG ``genimage sample`` would have
+written, so ``genimage replay`` works on downloads from the service.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
+import re
 import threading
 import time
+import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from genimage.errors import GenimageError
+from genimage.serve.limits import Limits
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PROMPT_CACHE_KEEP = 512  # encoded prompts a text model keeps between jobs
+
+
+class Stop(Exception):
+    """Raised from the step callback to end a job between steps.
+
+    Args:
+        state: ``"cancelled"`` or ``"failed"``.
+        reason: Why, in the web's words.
+    """
+
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
 
 
 @dataclass
@@ -29,57 +56,182 @@ class Made:
     seed: int
     png: bytes
     record: dict[str, Any]
+    match: bool | None = None  # replays: whether the regenerated pixels equal the given PNG's
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "png_base64": base64.b64encode(self.png).decode("ascii"), "record": self.record}
+        out = {"seed": self.seed, "png_base64": base64.b64encode(self.png).decode("ascii"), "record": self.record}
+        if self.match is not None:
+            out["match"] = self.match
+        return out
+
+
+@dataclass
+class Work:
+    """A checked request, ready to run: everything :meth:`run` needs and nothing to validate.
+
+    Attributes:
+        kind: ``generate``, ``edit`` or ``replay``.
+        model: The model's name in the service's list.
+        pipe: Its loaded :class:`~genimage.pipeline.Pipeline`.
+        seeds, labels, prompts, negative, options, edit: What to sample.
+        steps: Sampler callbacks the job makes (for progress).
+        nfe: Estimated network evaluations.
+        expect: For a replay, the given PNG's pixels ``(C, H, W)`` uint8 to compare with.
+        warnings: Notes for the client (e.g. a prompt longer than the text encoder reads).
+    """
+
+    kind: str
+    model: str
+    pipe: Any
+    seeds: list[int]
+    labels: list | None
+    prompts: list | None
+    negative: str | None
+    options: Any
+    edit: Any = None
+    steps: int = 1
+    nfe: int = 1
+    expect: torch.Tensor | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def run(self, callback: Callable[[dict], None] | None = None) -> list[Made]:
+        """Sample; ``callback`` is called after every step and may raise :class:`Stop`."""
+        from genimage.provenance.record import png_bytes
+
+        self._note_truncation()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the truncation warning reaches the client via self.warnings
+            images = self.pipe(self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative,
+                               options=self.options, edit=self.edit, callback=callback)
+        records = self.pipe.records(self.seeds, self.labels, self.prompts, self.negative, self.options, edit=self.edit)
+        made = [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(self.seeds, images, records)]
+        if self.expect is not None:
+            from genimage.provenance.record import png_pixels
+            from genimage.provenance.watermark import apply_entry
+
+            new = png_pixels(apply_entry(images[0], records[0].watermark))
+            made[0].match = bool(new.shape == self.expect.shape and torch.equal(new, self.expect))
+        _trim_prompt_cache(self.pipe)
+        return made
+
+
+    def _note_truncation(self) -> None:
+        """Warn the client of text the model's encoder cuts off (run on the worker thread,
+        the only one that uses the tokenizer)."""
+        if not self.pipe.conditioner.uses_text:
+            return
+        encoder = self.pipe.conditioner.text_encoder
+        for name, text in (("prompt", (self.prompts or [""])[0]), ("negative", self.negative)):
+            if text:
+                tokens = len(encoder.tokenizer([text], truncation=False)["input_ids"][0])
+                if tokens > encoder.max_length:
+                    self.warnings.append(f"{name}: {tokens} tokens, but the model reads only the first "
+                                         f"{encoder.max_length}; the rest was ignored")
+
+
+def _trim_prompt_cache(pipe) -> None:
+    """Bound a text model's prompt-embedding cache between jobs (it keeps every prompt)."""
+    encoder = getattr(pipe.conditioner, "_text_encoder", None)
+    cache = getattr(encoder, "_cache", None)
+    if cache is not None and len(cache) > PROMPT_CACHE_KEEP:
+        encoder.clear_cache()
+
+
+def _evals_per_step(sampler: str) -> int:
+    return 2 if sampler == "heun" else 1
 
 
 class Studio:
     """Generation and editing for the service.
 
     Args:
-        default_model: Model used when a request names none.
+        default_model: Model used when a request names none (a name from the list).
         device: ``auto`` / ``cpu`` / ``cuda`` / ...: where the models run.
-        max_images: Most images one request may ask for.
+        max_images: Most images one request may ask for (overrides ``limits.max_images``).
         cache_size: Pipelines kept loaded.
         watermark: Mark the PNGs invisibly where they are large enough
             (:mod:`genimage.provenance.watermark`).
+        model_dirs: Extra models the operator serves, ``{name: folder}`` (a model folder or a
+            training run folder); requests name them by ``name`` only.
+        limits: The request and job bounds (:class:`~genimage.serve.limits.Limits`).
     """
 
-    def __init__(self, default_model: str = "shapes", device: str = "auto", max_images: int = 16,
-                 cache_size: int = 3, watermark: bool = True) -> None:
+    def __init__(self, default_model: str = "shapes", device: str = "auto", max_images: int | None = None,
+                 cache_size: int = 3, watermark: bool = True, *, model_dirs: dict[str, str | Path] | None = None,
+                 limits: Limits | None = None) -> None:
         from genimage.utils.device import resolve_device
 
-        self.default_model = default_model
+        limits = limits or Limits()
+        self.limits = limits if max_images is None else dataclasses.replace(limits, max_images=max_images)
         self.device = resolve_device(device)
-        self.max_images = max_images
         self.cache_size = cache_size
         self.watermark = watermark
+        self.catalog = self._catalog(model_dirs or {})
+        if default_model not in self.catalog:
+            raise GenimageError(f"model {default_model!r} is not one this service serves: choose one of "
+                                f"{', '.join(self.catalog)} or add it with --model-dir NAME=FOLDER")
+        self.default_model = default_model
         self._pipes: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.RLock()  # generation and the pipeline cache
+        self._lock = threading.RLock()  # the pipeline cache
+        self._decode = threading.BoundedSemaphore(self.limits.decode_concurrency)
+
+    @property
+    def max_images(self) -> int:
+        return self.limits.max_images
 
     # ----------------------------------------------------------------------------- models
-    def pipeline(self, model: str | None):
-        """The loaded pipeline of ``model`` (least recently used ones are dropped)."""
-        with self._lock:
-            return self._load(model or self.default_model)
-
-    def _load(self, name: str):
+    @staticmethod
+    def _catalog(model_dirs: dict[str, str | Path]) -> dict[str, Path]:
+        """``{name: model folder}``: the bundled diffusion / flow models, then the operator's."""
         from genimage.families.records import is_direct
         from genimage.models.config import ModelConfig
-        from genimage.models.io import resolve_model_folder
+        from genimage.models.io import BUNDLED_DIR, bundled_models, resolve_model_folder
+
+        out: dict[str, Path] = {}
+        for name in bundled_models():
+            if not is_direct(ModelConfig.load(BUNDLED_DIR / name).family):
+                out[name] = BUNDLED_DIR / name
+        for name, folder in model_dirs.items():
+            if not MODEL_NAME.match(name):
+                raise GenimageError(f"--model-dir NAME must be letters, digits, '.', '_' or '-' (at most 64), got {name!r}")
+            if name in out:
+                raise GenimageError(f"--model-dir {name}=...: {name} is already a served model; pick another name")
+            resolved = resolve_model_folder(Path(folder).expanduser().resolve())
+            family = ModelConfig.load(resolved).family
+            if is_direct(family):
+                raise GenimageError(f"--model-dir {name}: the service runs diffusion and flow models; this is a "
+                                    f"{family} model")
+            out[name] = resolved
+        return out
+
+    def pipeline(self, model: str | None):
+        """The loaded pipeline of ``model`` (a name from the list; least recently used ones
+        are dropped)."""
         from genimage.pipeline import Pipeline
 
-        if name not in self._pipes:
-            family = ModelConfig.load(resolve_model_folder(name)).family
-            if is_direct(family):
-                raise GenimageError(f"the service runs diffusion and flow models; {name} is a {family} model "
-                                    "(use `genimage sample` for it)")
-            self._pipes[name] = Pipeline.from_pretrained(name, device=self.device)
-            while len(self._pipes) > self.cache_size:
-                self._pipes.popitem(last=False)
-        self._pipes.move_to_end(name)
-        return self._pipes[name]
+        name = self.default_model if model is None else model
+        if name not in self.catalog:
+            raise GenimageError(f"unknown model {name[:64]!r}: this service serves {', '.join(self.catalog)} "
+                                "(GET /api/models describes them)")
+        with self._lock:
+            if name not in self._pipes:
+                self._pipes[name] = Pipeline.from_pretrained(self.catalog[name], device=self.device)
+                while len(self._pipes) > self.cache_size:
+                    self._pipes.popitem(last=False)
+            self._pipes.move_to_end(name)
+            pipe = self._pipes[name]
+        pipe.watermark = self.watermark
+        return pipe
+
+    def model_for_record(self, ref: str) -> str:
+        """The served model a generation record's ``model`` names, or a 400 saying it is not served."""
+        if ref in self.catalog:
+            return ref
+        for name, folder in self.catalog.items():
+            if str(folder) == ref:
+                return name
+        raise GenimageError(f"this PNG was made with a model this service does not serve; it serves "
+                            f"{', '.join(self.catalog)}")
 
     @staticmethod
     def describe(config) -> dict[str, Any]:
@@ -94,20 +246,13 @@ class Studio:
                              "guidance": config.guidance}}
 
     def models(self) -> list[dict[str, Any]]:
-        """The bundled diffusion / flow models, described (without loading their weights)."""
-        from genimage.families.records import is_direct
+        """The served models, described (without loading their weights)."""
         from genimage.models.config import ModelConfig
-        from genimage.models.io import BUNDLED_DIR
 
-        out = []
-        for folder in sorted(p for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file()):
-            config = ModelConfig.load(folder)
-            if not is_direct(config.family):
-                out.append({"name": folder.name, "default": folder.name == self.default_model,
-                            **self.describe(config)})
-        return out
+        return [{"name": name, "default": name == self.default_model, **self.describe(ModelConfig.load(folder))}
+                for name, folder in self.catalog.items()]
 
-    # ----------------------------------------------------------------------------- requests
+    # ----------------------------------------------------------------------------- checks
     def _conditions(self, pipe, n: int, prompt: str | None, label: str | int | None, edit: bool = False):
         from genimage.pipeline import parse_label
 
@@ -120,42 +265,190 @@ class Studio:
                 raise GenimageError("this model is class-conditional: send a label (class name or number), not a prompt")
             if label is None or label == "":  # an edit without a label is unconditional; samples cycle the classes
                 return (None if edit else [i % pipe.config.num_classes for i in range(n)]), None
-            return [parse_label(pipe.config, label)] * n, None
+            try:
+                return [parse_label(pipe.config, label)] * n, None
+            except GenimageError:
+                classes = " ".join(pipe.config.class_names or [str(i) for i in range(pipe.config.num_classes)])
+                raise GenimageError(f"label: the given label is not a class of this model; give a class "
+                                    f"name or number ({classes})") from None
         if prompt or label is not None:
             raise GenimageError("this model is unconditional: send neither a prompt nor a label")
         return None, None
 
-    def run(self, *, model: str | None = None, prompt: str | None = None, label: str | int | None = None,
-            negative: str | None = None, seed: int = 0, n: int = 1, sampler: str | None = None,
-            schedule: str | None = None, steps: int | None = None, guidance: float | None = None,
-            edit=None) -> tuple[list[Made], float]:
-        """Generate (or, with ``edit``, edit) ``n`` images with seeds ``seed .. seed + n - 1``;
-        returns them and the seconds spent generating."""
-        from genimage.provenance.record import png_bytes
+    def _check_text(self, **texts: str | int | None) -> None:
+        cap = self.limits.max_prompt_chars
+        for name, text in texts.items():
+            if isinstance(text, str) and len(text) > cap:
+                raise GenimageError(f"{name}: at most {cap} characters (got {len(text)})")
 
-        if not 1 <= n <= self.max_images:
-            raise GenimageError(f"n must be between 1 and {self.max_images} (this service's limit), got {n}")
-        with self._lock:
-            pipe = self.pipeline(model)
-            pipe.watermark = self.watermark
-            opts = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
-            labels, prompts = self._conditions(pipe, n, prompt, label, edit is not None)
-            seeds = list(range(seed, seed + n))
-            t0 = time.perf_counter()
-            images = pipe(seeds, labels=labels, prompts=prompts, negative=negative, options=opts, edit=edit)
-            seconds = time.perf_counter() - t0
-            records = pipe.records(seeds, labels, prompts, negative, opts, edit=edit)
-        return [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(seeds, images, records)], seconds
+    def image_size(self, data: bytes, what: str) -> tuple[int, int]:
+        """Width and height of an uploaded image from its header (nothing decoded), checked
+        against the pixel cap."""
+        from PIL import Image
 
-    def edit_spec(self, model: str | None, image: bytes, mask: bytes | None, extend: str | None,
-                  strength: float | None, resample: int, upscale: int | None = None):
-        """The :class:`~genimage.editing.spec.EditSpec` of an uploaded image (and mask); empty
-        form fields count as absent."""
+        if not data:
+            raise GenimageError(f"{what}: the upload is empty")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as im:
+                    w, h = im.size
+        except Exception:  # noqa: BLE001 - any failure to read a header means "not an image"
+            raise GenimageError(f"{what}: cannot read the upload as an image (PNG, JPEG, WebP, ...)") from None
+        if w * h > self.limits.max_pixels:
+            raise GenimageError(f"{what}: {w}x{h} is {w * h} pixels; this service accepts at most "
+                                f"{self.limits.max_pixels} pixels per image")
+        return w, h
+
+    def _edit_spec(self, pipe, image: bytes, mask: bytes | None, extend: str | None, strength: float | None,
+                   resample: int, upscale: int | None):
         from genimage.editing.spec import build_edit, parse_extend
 
-        cfg = self.pipeline(model).config
-        return build_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=parse_extend(extend) if extend else None,
-                          upscale=upscale or None, strength=strength, resample=resample)
+        size = self.image_size(image, "image")
+        if mask is not None and self.image_size(mask, "mask") != size:
+            raise GenimageError(f"mask: it must be the size of the image ({size[0]}x{size[1]}): draw the mask over "
+                                "the image itself")
+        cfg = pipe.config
+        with self._decode:  # decoding is bounded in concurrency (and, by the pixel cap, in memory)
+            return build_edit(image, cfg.image_size, cfg.channels, mask=mask,
+                              extend=parse_extend(extend) if extend else None,
+                              upscale=upscale or None, strength=strength, resample=resample)
+
+    def _work(self, kind: str, pipe, model: str, *, seed: int, n: int, labels, prompts, negative, options,
+              edit=None, expect=None) -> Work:
+        lim = self.limits
+        if not 1 <= n <= lim.max_images:
+            raise GenimageError(f"n must be between 1 and {lim.max_images} (this service's limit), got {n}")
+        if seed + n - 1 > 2**63 - 1:
+            raise GenimageError("seed: seed + n - 1 must stay below 2^63")
+        if options.steps > lim.max_steps:
+            raise GenimageError(f"steps: at most {lim.max_steps} on this service, got {options.steps}")
+        resample = edit.resample if edit is not None else 1
+        if resample > lim.max_resample:
+            raise GenimageError(f"resample: at most {lim.max_resample} on this service, got {resample}")
+        steps = edit.steps_to_run(options.steps) if edit is not None else options.steps
+        if edit is not None:
+            edit.check(n, pipe.config.channels, pipe.config.image_size)
+        nfe = steps * resample * _evals_per_step(options.sampler)
+        if nfe > lim.max_nfe:
+            raise GenimageError(f"steps x resample needs about {nfe} network evaluations; this service allows "
+                                f"{lim.max_nfe} per job: lower steps or resample")
+        return Work(kind, model, pipe, list(range(seed, seed + n)), labels, prompts, negative, options, edit,
+                    steps=max(steps, 1), nfe=nfe, expect=expect)
+
+    # ----------------------------------------------------------------------------- requests
+    def prepare(self, *, model: str | None = None, prompt: str | None = None, label: str | int | None = None,
+                negative: str | None = None, seed: int = 0, n: int = 1, sampler: str | None = None,
+                schedule: str | None = None, steps: int | None = None, guidance: float | None = None,
+                image: bytes | None = None, mask: bytes | None = None, extend: str | None = None,
+                strength: float | None = None, resample: int = 1, upscale: int | None = None) -> Work:
+        """Check a generation (or, with ``image``, an edit) of ``n`` images with seeds
+        ``seed .. seed + n - 1`` and return its :class:`Work`; raises
+        :class:`~genimage.errors.GenimageError` (a 400) for anything wrong, before any compute."""
+        self._check_text(prompt=prompt, negative=negative, label=label)
+        if not 1 <= n <= self.limits.max_images:
+            raise GenimageError(f"n must be between 1 and {self.limits.max_images} (this service's limit), got {n}")
+        if steps is not None and steps > self.limits.max_steps:
+            raise GenimageError(f"steps: at most {self.limits.max_steps} on this service, got {steps}")
+        name = self.default_model if model is None else model
+        pipe = self.pipeline(name)
+        options = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
+        edit = None
+        if image is not None:
+            edit = self._edit_spec(pipe, image, mask, extend, strength, resample, upscale)
+        elif mask is not None or extend or upscale or strength is not None or resample != 1:
+            raise GenimageError("mask, extend, upscale, strength and resample need an image to edit")
+        labels, prompts = self._conditions(pipe, n, prompt, label, edit is not None)
+        return self._work("edit" if edit is not None else "generate", pipe, name, seed=seed, n=n, labels=labels,
+                          prompts=prompts, negative=negative, options=options, edit=edit)
+
+    def prepare_replay(self, png: bytes, image: bytes | None = None, mask: bytes | None = None) -> Work:
+        """The :class:`Work` that regenerates a genimage PNG from the record it carries (only
+        with a served model; an edit needs its input ``image``, an inpainting also its
+        ``mask``); its result says whether the pixels match."""
+        from PIL import Image
+
+        from genimage.editing.spec import build_edit
+        from genimage.generation import SamplingOptions
+        from genimage.provenance.record import PNG_KEY, GenerationRecord, pil_pixels
+
+        self.image_size(png, "png")
+        try:
+            with Image.open(io.BytesIO(png)) as im:
+                text = im.text.get(PNG_KEY) if hasattr(im, "text") else None
+                expect = pil_pixels(im)
+        except Exception:  # noqa: BLE001
+            raise GenimageError("png: cannot read the upload as a PNG image") from None
+        if not text:
+            raise GenimageError("png: this image carries no genimage record (was it made by genimage and kept as PNG?)")
+        try:
+            record = GenerationRecord.from_json(text)
+        except Exception:  # noqa: BLE001
+            raise GenimageError("png: its generation record is damaged") from None
+        name = self.model_for_record(str(record.model))
+        pipe = self.pipeline(name)
+        if pipe.config.image_size != record.width:
+            raise GenimageError("png: its record's size does not match the served model of that name")
+        try:
+            options = SamplingOptions(sampler=record.sampler, schedule=record.schedule, steps=record.steps,
+                                      guidance=record.guidance, bf16=record.bf16, extra=record.sampler_options or {},
+                                      guidance_interval=tuple(record.guidance_interval) if record.guidance_interval
+                                      else None)
+            options.validate()
+        except (GenimageError, TypeError, ValueError):
+            raise GenimageError("png: its record's sampling settings are not valid here") from None
+        edit = None
+        if record.edit:
+            info = record.edit
+            mode = info.get("mode", "img2img")
+            if image is None or (mode == "inpaint" and mask is None):
+                need = "image and mask" if mode == "inpaint" else "image"
+                raise GenimageError(f"this PNG is an edit ({mode}): send the {need} it was made from as well")
+            self.image_size(image, "image")
+            with self._decode:
+                edit = build_edit(image, pipe.config.image_size, pipe.config.channels,
+                                  mask=mask if mode == "inpaint" else None,
+                                  extend=tuple(info["extend"]) if mode == "outpaint" else None,
+                                  upscale=int(info["factor"]) if mode == "upscale" else None,
+                                  strength=float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)))
+            rebuilt = edit.record(0)
+            if rebuilt.get("mask_sha256") != info.get("mask_sha256"):
+                raise GenimageError("mask: not the mask this PNG was made with (the sha256 of its pixels differs)")
+            if rebuilt["image_sha256"] != info.get("image_sha256"):
+                raise GenimageError("image: not the input this PNG was made from (the sha256 of its pixels differs)")
+        labels = [record.label] if record.label is not None else None
+        prompts = [record.prompt] if record.prompt is not None else None
+        self._check_text(prompt=record.prompt, negative=record.negative)
+        if pipe.conditioner.uses_text and prompts is None:
+            prompts = [""]
+        return self._work("replay", pipe, name, seed=int(record.seed), n=1, labels=labels, prompts=prompts,
+                          negative=record.negative, options=options, edit=edit, expect=expect)
+
+    def detect(self, image: bytes) -> dict[str, Any]:
+        """What ``genimage detect`` says of an uploaded image: its record (if any), the
+        invisible mark's test and the learned detector's p(generated)."""
+        import tempfile
+
+        from genimage.cli.detect import inspect_image
+
+        self.image_size(image, "image")
+        with self._decode, tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload"
+            path.write_bytes(image)
+            try:
+                out = inspect_image(path)
+            except GenimageError:
+                raise GenimageError("image: cannot read the upload as an image") from None
+        out.pop("image", None)
+        return out
+
+    def run(self, **request) -> tuple[list[Made], float]:
+        """Check and run a request at once (no queue); returns the images and the seconds
+        spent sampling. The service itself goes through the job queue."""
+        work = self.prepare(**request)
+        t0 = time.perf_counter()
+        made = work.run()
+        return made, time.perf_counter() - t0
 
 
 def _record_dict(record) -> dict[str, Any]:
