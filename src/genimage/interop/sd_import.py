@@ -281,7 +281,7 @@ def load_sd_parts(source: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
         with _loading("VAE", source):
             vae = AutoencoderKL.from_single_file(state, config=cdir, subfolder="vae", local_files_only=True,
                                                  torch_dtype=torch.float32)
-    return unet.float().eval().requires_grad_(False), vae.float().eval().requires_grad_(False)
+    return unet.eval().requires_grad_(False), vae.eval().requires_grad_(False)
 
 
 def load_sd_text_encoder(config: ModelConfig):
@@ -307,7 +307,7 @@ def load_sd_text_encoder(config: ModelConfig):
             model = create_diffusers_clip_model_from_ldm(CLIPTextModel, state, subfolder="text_encoder",
                                                          config=str(cdir), local_files_only=True,
                                                          torch_dtype=torch.float32)
-    return SDTextEncoder(model.float(), tokenizer, name=str(source))
+    return SDTextEncoder(model, tokenizer, name=str(source))
 
 
 def load_sd_model(source: str | Path, name: str | None = None):
