@@ -289,3 +289,20 @@ def test_cli_generate_edit_and_replay(sd, tmp_path):
     assert res.exit_code == 0 and "img2img" in res.output, res.output
     res = runner.invoke(app, ["generate", "cat", "--model", str(tmp_path / "nope.ckpt")])
     assert res.exit_code == 2
+
+
+def test_the_web_service_serves_an_imported_model(sd, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from genimage.provenance.record import read_record
+    from genimage.serve.app import create_app
+    from genimage.serve.studio import Studio
+
+    folder = sd[0]
+    client = TestClient(create_app(Studio(default_model=str(folder), device="cpu", max_images=2)))
+    res = client.get("/api/generate.png", params={"prompt": "a red cat", "negative": "dog", "seed": 4, "steps": 2})
+    assert res.status_code == 200, res.text
+    (tmp_path / "s.png").write_bytes(res.content)
+    rec = read_record(tmp_path / "s.png")
+    assert rec.prompt == "a red cat" and rec.model == str(folder.resolve())
+    assert replay(tmp_path / "s.png").match
