@@ -33,17 +33,19 @@ def _write_tokenizer(folder: Path):
     return tok, len(tokens)
 
 
-def tiny_sd_pipeline(tmp: Path, prediction: str = "epsilon", scheduler: str = "ddim"):
-    """A random tiny ``StableDiffusionPipeline`` (float32), seeded."""
+def tiny_sd_pipeline(tmp: Path, prediction: str = "epsilon", scheduler: str = "ddim", channels=(4, 8)):
+    """A random tiny ``StableDiffusionPipeline`` (float32), seeded; ``channels`` are the UNet's
+    block_out_channels (cross-attention at every level but the first)."""
     from diffusers import (AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, LCMScheduler, StableDiffusionPipeline,
                            UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer, vocab = _write_tokenizer(tmp / "_tok")
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=LATENT, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+    levels = len(channels)
+    unet = UNet2DConditionModel(block_out_channels=tuple(channels), layers_per_block=1, sample_size=LATENT, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+                                up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",), cross_attention_dim=16,
                                 attention_head_dim=2, norm_num_groups=2)
     vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3,
                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
