@@ -9,7 +9,9 @@ its own.
 
     nice -n 10 python benchmarks/sd_large_images.py --folder /tmp/sd15-random [--threads 2]
 
-Prints a markdown table: seconds per UNet step, VAE decode, whole image, peak RSS.
+Prints a markdown table: seconds per UNet step, VAE decode, whole image (wall clock, and CPU
+seconds of the process divided by the thread count: on a shared machine the wall clock
+includes waiting for the cores, the CPU time much less so), peak RSS.
 Variants: fp32 / bf16 autocast, diffusers' default SDPA attention vs sliced attention,
 tiled VAE decoding.
 """
@@ -95,20 +97,27 @@ def worker(args) -> None:
         vae.tile_latent_min_size = 32
     opts = pipe.options(steps=args.steps, guidance=1.0, bf16=args.bf16)
     pipe.conditioner.text_encoder.encode(["warm-up"])
-    stamps = []
+    stamps, cpu_stamps = [], []
     t0 = time.perf_counter()
     text_t0 = time.perf_counter()
     pipe.conditioner(captions=["a photo of a cat"])
     text_s = time.perf_counter() - text_t0
-    start = time.perf_counter()
-    images = pipe(seeds=[0], prompts=["a photo of a cat"], options=opts, callback=lambda d: stamps.append(time.perf_counter()))
-    total = time.perf_counter() - start
+    def stamp(_):
+        stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    images = pipe(seeds=[0], prompts=["a photo of a cat"], options=opts, callback=stamp)
+    total, cpu_total = time.perf_counter() - start, time.process_time() - cpu_start
     steps = [b - a for a, b in zip([start] + stamps[:-1], stamps)]
+    cpu_steps = [b - a for a, b in zip([cpu_start] + cpu_stamps[:-1], cpu_stamps)]
     decode = total - (stamps[-1] - start)
+    cpu_decode = cpu_total - (cpu_stamps[-1] - cpu_start)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"size": images.shape[-1], "steps": args.steps, "bf16": args.bf16, "attention": args.attention,
                       "tiled_vae": args.tiled_vae, "load_s": load_s, "text_s": text_s, "step_s": steps,
-                      "decode_s": decode, "image_s": total, "peak_gib": peak_gib, "threads": args.threads}))
+                      "decode_s": decode, "image_s": total,
+                      "cpu_step_s": cpu_steps, "cpu_decode_s": cpu_decode, "cpu_image_s": cpu_total, "peak_gib": peak_gib, "threads": args.threads}))
 
 
 def main() -> None:
@@ -121,7 +130,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--attention", default="sdpa", choices=["sdpa", "sliced"])
     ap.add_argument("--tiled-vae", action="store_true")
-    ap.add_argument("--configs", default="512:1,512:4,256:1,256:4,512:1:bf16,512:1:sliced,512:1:tiled")
+    ap.add_argument("--configs", default="256:1,512:1,512:2,512:1:bf16,512:1:sliced,512:1:tiled",
+                    help="SIZE:STEPS[:bf16][:sliced][:tiled], comma-separated")
     args = ap.parse_args()
     if args.worker:
         worker(args)
@@ -146,13 +156,16 @@ def main() -> None:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"parameters: UNet {params['unet'] / 1e6:.0f}M, VAE {params['vae'] / 1e6:.0f}M, text {params['text'] / 1e6:.0f}M; "
           f"{args.threads} threads")
-    print("| px | steps | precision | attention | VAE | s/step (median) | decode s | s/image | peak RSS GiB |")
+    print("| px | steps | precision | attention | VAE | s/step wall (CPU/threads) | decode s wall (CPU/threads) "
+          "| s/image wall (CPU/threads) | peak RSS GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
+    n = args.threads
     for r in rows:
         med = sorted(r["step_s"])[len(r["step_s"]) // 2]
+        cmed = sorted(r["cpu_step_s"])[len(r["cpu_step_s"]) // 2] / n
         print(f"| {r['size']} | {r['steps']} | {'bf16' if r['bf16'] else 'fp32'} | {r['attention']} | "
-              f"{'tiled' if r['tiled_vae'] else 'whole'} | {med:.2f} | {r['decode_s']:.2f} | {r['image_s']:.2f} | "
-              f"{r['peak_gib']:.1f} |")
+              f"{'tiled' if r['tiled_vae'] else 'whole'} | {med:.1f} ({cmed:.1f}) | {r['decode_s']:.1f} "
+              f"({r['cpu_decode_s'] / n:.1f}) | {r['image_s']:.1f} ({r['cpu_image_s'] / n:.1f}) | {r['peak_gib']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -148,3 +148,15 @@ def test_parse_lora_and_bad_inputs(trained, tmp_path):
         bare.mkdir()
         (bare / "0.png").write_bytes((data / "0.png").read_bytes())
         train_lora(folder, bare, tmp_path / "y", rank=2, steps=1)
+
+
+def test_a_lora_of_genimages_own_text_unet(trained, tmp_path):
+    _, data, _ = trained
+    out = train_lora("shapes", data, tmp_path / "own", rank=2, steps=2, lr=1e-3)
+    pipe = Pipeline.from_pretrained("shapes")
+    opts = pipe.options(steps=2, bf16=False)
+    before = pipe(seeds=[0], prompts=["a red circle"], options=opts)
+    after = pipe.apply_lora(out)(seeds=[0], prompts=["a red circle"], options=opts)
+    assert not torch.equal(before, after)
+    with pytest.raises(GenimageError, match="needs a text-conditional UNet"):
+        train_lora("digits", data, tmp_path / "digits", rank=2, steps=1)

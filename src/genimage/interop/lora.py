@@ -40,8 +40,8 @@ ADAPTER = "genimage"
 def _unet(denoiser):
     unet = getattr(denoiser.network, "diffusers_model", None)
     if unet is None or not hasattr(unet, "add_adapter"):
-        raise GenimageError("LoRA needs a UNet backbone (a diffusers UNet: genimage's --backbone unet or an imported "
-                            "Stable Diffusion model); this model has none")
+        raise GenimageError("LoRA needs a text-conditional UNet (diffusers' UNet2DConditionModel: a genimage "
+                            "--backbone unet text model or an imported Stable Diffusion model); this model has none")
     return unet
 
 
