@@ -163,9 +163,9 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         cond = conditioner(labels=labels[sl] if labels is not None else None,
                            captions=prompts[sl] if prompts is not None else None, batch=len(gens))
         uncond = None
-        if cond is not None and negative and conditioner.uses_text:
+        if cond is not None and conditioner.uses_text and (negative or conditioner.encodes_empty_prompt):
             uncond = conditioner(labels=[None] * len(gens) if conditioner.uses_labels else None,
-                                 captions=[negative] * len(gens))
+                                 captions=[negative or ""] * len(gens))
         cond, uncond = to_device(cond), to_device(uncond)
         model = (CFGDenoiser(denoiser, options.guidance, uncond, interval=options.guidance_interval)
                  if cond is not None else denoiser)

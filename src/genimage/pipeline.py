@@ -52,6 +52,7 @@ class Pipeline:
         self.watermark = True  # saved images carry the invisible mark where they are large enough
         self.config = loaded.config
         self.conditioner = Conditioner(loaded.config)
+        self.loras: list[dict] = []  # LoRAs merged into the network, for the records
         folder = loaded.folder.resolve()
         self.model_ref = folder.name if folder.parent == BUNDLED_DIR.resolve() else str(folder)
 
@@ -59,6 +60,14 @@ class Pipeline:
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "Pipeline":
         """Load a bundled model or a model / run folder onto ``device`` (``"auto"``: CUDA if present)."""
         return cls(load_model(name_or_path)).to(device)
+
+    def apply_lora(self, path: str | Path, scale: float = 1.0) -> "Pipeline":
+        """Merge a LoRA (``genimage train --lora`` output, diffusers' LoRA layout) into the
+        network with ``scale``; recorded in every later record. Returns ``self``."""
+        from genimage.interop.lora import apply_lora
+
+        self.loras.append(apply_lora(self.loaded, path, scale))
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -117,7 +126,8 @@ class Pipeline:
                 label=None if labels is None or labels[i] is None else int(labels[i]),
                 sampler_options=o.extra or None, genimage_version=__version__,
                 guidance_interval=list(o.guidance_interval) if o.guidance_interval else None,
-                edit=edit.record(i) if edit is not None else None, watermark=mark))
+                edit=edit.record(i) if edit is not None else None, watermark=mark,
+                lora=[dict(entry) for entry in self.loras] or None))
         return out
 
     @staticmethod
@@ -161,6 +171,9 @@ def replay(image_path: str | Path, model: str | Path | None = None,
     record = read_record(image_path)
     pipe = Pipeline.from_pretrained(model or record.model, device=replay_device(record, image_path, device))
     weights_match = pipe.loaded.weights_sha256 == record.model_sha256
+    for entry in record.lora or ():  # LoRAs merged in the recorded order and scale
+        applied = pipe.apply_lora(entry["path"], entry["scale"]).loras[-1]
+        weights_match = weights_match and applied["sha256"] == entry["sha256"]
     if pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")
     options = SamplingOptions(sampler=record.sampler, schedule=record.schedule, steps=record.steps,

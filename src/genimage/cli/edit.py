@@ -9,8 +9,8 @@ import typer
 
 from genimage.cli.common import handle_errors
 from genimage.cli.sample import (
-    DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
-    WatermarkOpt, _options, _parse_label, _write,
+    DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, LoraOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
+    WatermarkOpt, _apply_loras, _options, _parse_label, _write,
 )
 from genimage.errors import GenimageError
 
@@ -45,6 +45,7 @@ def edit(
     grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
+    lora: LoraOpt = None,
 ) -> None:
     """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
     super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
@@ -70,6 +71,7 @@ def edit(
 
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
+    _apply_loras(pipe, lora)
     cfg = pipe.config
     spec = build_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=border, upscale=upscale,
                       strength=strength, resample=resample)

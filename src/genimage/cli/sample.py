@@ -24,6 +24,8 @@ PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Net
 WatermarkOpt = Annotated[bool, typer.Option(
     "--watermark/--no-watermark", help="Mark saved images invisibly (2 of 255 levels; images of at least 3,072 "
                                        "pixel values, e.g. 32x32 RGB; `genimage detect` finds it)")]
+LoraOpt = Annotated[Optional[list[str]], typer.Option(
+    "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
                                              "Noise is seeded on the CPU; images match bit for bit on the same device type")]
 
@@ -76,6 +78,7 @@ def sample(
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
+    lora: LoraOpt = None,
 ) -> None:
     """Sample images with their generation record embedded (see `genimage replay`)."""
     from genimage.pipeline import Pipeline
@@ -88,6 +91,7 @@ def sample(
         return
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
+    _apply_loras(pipe, lora)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     seeds = list(range(seed, seed + num))
     labels = [_parse_label(pipe.config, label)] * num if label is not None else None
@@ -96,6 +100,13 @@ def sample(
     prompts = [prompt] * num if prompt is not None else None
     _write(pipe, seeds, labels, prompts, negative, opts, [out_dir / f"{i:04d}.png" for i in range(num)], grid,
            batch_size)
+
+
+def _apply_loras(pipe, specs) -> None:
+    if specs:
+        from genimage.interop.lora import apply_lora_specs
+
+        apply_lora_specs(pipe, specs)
 
 
 def _direct_family_config(model: str):
@@ -178,6 +189,7 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Images per network batch")] = 64,
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
+    lora: LoraOpt = None,
 ) -> None:
     """Generate from a prompt (default model: the bundled shapes model)."""
     from genimage.pipeline import Pipeline
@@ -198,6 +210,7 @@ def generate(
         paths = [output or Path("out.png")]
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
+    _apply_loras(pipe, lora)
     if size is not None and size != pipe.config.image_size:
         raise GenimageError(f"--size {size}: this model generates {pipe.config.image_size}px images only")
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)

@@ -64,6 +64,7 @@ def train(
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
     init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: start a new run from this model's weights (bundled name, model, run or checkpoint folder; same architecture) with fresh optimizer and step count")] = None,
+    lora: Annotated[Optional[int], typer.Option(help="Train a LoRA of this rank on the --init-from model's UNet (a genimage UNet or an imported Stable Diffusion model) instead of a model; writes --out/pytorch_lora_weights.safetensors (diffusers' LoRA layout) for generate --lora")] = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the network (faster steps after a compile of seconds to minutes; resume with the same setting)")] = False,
@@ -73,6 +74,15 @@ def train(
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder [default: ~/.cache/genimage/latents]")] = None,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
+    if lora is not None:
+        from genimage.interop.lora import train_lora
+
+        if not init_from:
+            raise GenimageError("--lora needs --init-from MODEL: the base model whose UNet the LoRA adapts")
+        folder = train_lora(init_from, data, out, rank=lora, steps=steps or 100, lr=lr or 1e-4,
+                            batch_size=batch_size or 4, seed=seed, progress=progress)
+        typer.echo(f"wrote {folder}/ (LoRA rank {lora}; apply with --lora {folder})")
+        return
     from genimage.data.source import open_dataset
     from genimage.models.config import ModelConfig
     from genimage.models.presets import backbone_config

@@ -33,7 +33,17 @@ class Conditioner:
         return bool(self.config.text_encoder)
 
     @property
+    def encodes_empty_prompt(self) -> bool:
+        """True when guidance's unconditional input is the *encoded* empty prompt (Stable
+        Diffusion's CLIP conditioning), not genimage's zero/masked null text."""
+        return self.config.family_config.get("text_conditioning") == "sd-clip"
+
+    @property
     def text_encoder(self):
+        if self._text_encoder is None and self.encodes_empty_prompt:
+            from genimage.interop.sd_import import load_sd_text_encoder
+
+            self._text_encoder = load_sd_text_encoder(self.config)
         if self._text_encoder is None:
             from genimage.conditioning.text import TextEncoder
 

@@ -108,6 +108,10 @@ class ModelConfig:
     def load(cls, folder: Path) -> "ModelConfig":
         path = Path(folder) / CONFIG_FILE
         if not path.is_file():
+            from genimage.interop.sd_import import is_sd_source, sd_model_config
+
+            if is_sd_source(folder):  # a Stable-Diffusion-format folder or single file
+                return sd_model_config(folder)
             raise GenimageError(f"{folder} is not a genimage model folder: {CONFIG_FILE} is missing")
         try:
             data = json.loads(path.read_text())

@@ -46,10 +46,17 @@ def build_denoiser(config: ModelConfig) -> Denoiser:
 
 def resolve_model_folder(name_or_path: str | Path) -> Path:
     """Turn a bundled model name, a model folder, a checkpoint folder or a run folder into
-    the folder that holds ``config.json`` and ``model.safetensors``."""
+    the folder that holds ``config.json`` and ``model.safetensors``. A Stable-Diffusion-format
+    source (diffusers folder or single ``.safetensors`` file, :mod:`genimage.interop.sd_import`)
+    is returned as it is."""
     p = Path(name_or_path)
     if p.is_dir():
         if (p / "config.json").is_file():
+            return p
+        if (p / "model_index.json").is_file():  # a diffusers Stable Diffusion folder (genimage.interop)
+            from genimage.interop.sd_import import check_pipeline_folder
+
+            check_pipeline_folder(p)
             return p
         from genimage.training.checkpoint import find_latest_checkpoint
 
@@ -58,7 +65,9 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
             return ckpt
         raise GenimageError(f"{p} holds neither a model (config.json) nor training checkpoints")
     if p.suffix in {".pt", ".pth", ".ckpt", ".bin", ".safetensors"} and p.is_file():
-        raise GenimageError(f"--model takes a model folder (config.json + model.safetensors), not a single file: {p}")
+        from genimage.interop.sd_import import check_single_file  # an SD single-file checkpoint, or a clear error
+
+        return check_single_file(p)
     bundled = BUNDLED_DIR / str(name_or_path)
     if "/" not in str(name_or_path) and (bundled / "config.json").is_file():
         return bundled
@@ -88,6 +97,12 @@ class LoadedModel:
 def load_model(name_or_path: str | Path) -> LoadedModel:
     """Load a model by bundled name or folder (safetensors only)."""
     folder = resolve_model_folder(name_or_path)
+    from genimage.interop.sd_import import is_sd_source
+
+    if is_sd_source(folder):  # Stable-Diffusion-format folder or single file
+        from genimage.interop.sd_import import load_sd_model
+
+        return load_sd_model(folder, str(name_or_path))
     config = ModelConfig.load(folder)
     denoiser = build_denoiser(config)
     state = load_safetensors(folder / WEIGHTS_FILE)

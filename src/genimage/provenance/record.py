@@ -51,6 +51,8 @@ class GenerationRecord:
         label: Class label, if any.
         sampler_options: Extra sampler arguments (e.g. DDIM's eta).
         guidance_interval: ``[lo, hi]`` path times where guidance applied, if limited.
+        lora: LoRAs merged into the model (:mod:`genimage.interop.lora`), in order: each
+            ``{"path", "sha256", "scale"}``; ``None`` if none.
         genimage_version: Package version that made it.
     """
 
@@ -75,6 +77,7 @@ class GenerationRecord:
     sampler_options: dict[str, Any] | None = None
     genimage_version: str = ""
     guidance_interval: list[float] | None = None
+    lora: list[dict[str, Any]] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -82,7 +85,7 @@ class GenerationRecord:
             del data["guidance_interval"]
         if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
             del data["device"]
-        for optional in ("edit", "watermark"):  # absent unless used, like the fields above
+        for optional in ("edit", "watermark", "lora"):  # absent unless used, like the fields above
             if data[optional] is None:
                 del data[optional]
         return json.dumps(data, sort_keys=True)

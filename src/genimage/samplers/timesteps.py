@@ -59,6 +59,18 @@ def karras(path: NoisePath, steps: int, rho: float = 7.0, sigma_min: float | Non
     return _append_zero(path.t_from_sigma_hat(inv**rho))
 
 
+@SCHEDULES.register("discrete")
+def discrete(path: NoisePath, steps: int) -> torch.Tensor:
+    """The timesteps of the model's own discrete scheduler (imported Stable-Diffusion-format
+    models, :class:`genimage.interop.sd_path.DiscretePath`): DDIM over them equals diffusers'."""
+    steps = _check_steps(steps)
+    own = getattr(path, "scheduler_timesteps", None)
+    if own is None:
+        raise GenimageError(f"schedule 'discrete' needs a model with a discrete (Stable-Diffusion) schedule; the "
+                            f"{path.name!r} path has none: use --schedule uniform or karras")
+    return own(steps)
+
+
 def make_schedule(name: str, path: NoisePath, steps: int) -> torch.Tensor:
     """The schedule registered as ``name`` for ``path`` with ``steps`` steps."""
     return SCHEDULES.get(name)(path, steps)
