@@ -56,13 +56,14 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` to ``path`` atomically (temporary file, fsync, rename)."""
-    with atomic_path(path) as tmp:
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
+    with atomic_path(path, what="weights file", needed=needed) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
-def write_json_atomic(obj, path: str | Path) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json_atomic(obj, path: str | Path, *, what: str = "") -> None:
+    """Write JSON atomically (temporary file, fsync, rename); ``what`` names it in a disk-full message."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", what=what)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
