@@ -54,6 +54,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for init, data order and noise")] = 0,
     sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = end only)")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept on disk (the newest; at least 1)")] = 2,
     sampler: Annotated[str, typer.Option(help="Default sampler stored with the model")] = "euler",
     sample_steps: Annotated[int, typer.Option(help="Default sampling steps stored with the model")] = 16,
     guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
@@ -224,7 +225,8 @@ def train(
                      bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
                      progress=progress, max_minutes=max_minutes, compile=compile_,
-                     deterministic=deterministic, max_bad_steps=max_bad_steps)
+                     deterministic=deterministic, max_bad_steps=max_bad_steps,
+                     keep_checkpoints=keep_checkpoints)
     if init_from is not None and not resume:
         mc.training["init_from"] = str(init_from)
     echo_json("model", mc.to_dict())

@@ -140,6 +140,8 @@ class TrainConfig:
             raise GenimageError(f"--max-minutes must be >= 0, got {self.max_minutes}")
         if not 0 <= self.cond_drop_prob <= 1:
             raise GenimageError(f"--cond-drop must be in [0, 1], got {self.cond_drop_prob}")
+        if self.keep_checkpoints < 1:
+            raise GenimageError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
         if self.max_bad_steps < 0:
             raise GenimageError(f"--max-bad-steps must be >= 0, got {self.max_bad_steps}")
         if not self.explode_factor >= 0:
