@@ -87,15 +87,16 @@ class Campaign:
     failures: list[str] = field(default_factory=list)
 
 
-def _wait_for_save(proc: subprocess.Popen, root: Path, deadline: float) -> bool:
-    """Poll until a checkpoint is being written (``.tmp-step-*`` exists); ``False`` if the
-    process ended or the deadline passed first."""
+def _wait_for_save(proc: subprocess.Popen, root: Path, deadline: float, min_step: int = 0) -> bool:
+    """Poll until a checkpoint of step ``min_step`` or later is being written (its
+    ``.tmp-step-*`` folder exists); ``False`` if the process ended or the deadline passed first."""
     while time.time() < deadline and proc.poll() is None:
         if root.is_dir():
             try:
-                if any(p.name.startswith(".tmp-step-") for p in os.scandir(root)):
+                if any(p.name.startswith(".tmp-step-") and int(p.name.split("-")[2]) >= min_step
+                       for p in os.scandir(root)):
                     return True
-            except FileNotFoundError:
+            except (FileNotFoundError, ValueError, IndexError):
                 pass
         time.sleep(0.0005)
     return False
@@ -107,7 +108,23 @@ def start_reference(family: str, out: Path, steps: int, keep: int = 2) -> subpro
                             stderr=subprocess.DEVNULL)
 
 
-def run_campaign(family: str, work: Path, kills: int, steps: int, keep: int = 2, seed: int = 0,
+def _wait_for_text(proc: subprocess.Popen, log_path: Path, text: str, deadline: float) -> bool:
+    while time.time() < deadline and proc.poll() is None:
+        if text in log_path.read_text():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _training_seconds(proc: subprocess.Popen, log_path: Path) -> float:
+    """Seconds from the trainer's start (its "parameters:" line) to the process's end."""
+    _wait_for_text(proc, log_path, "parameters:", time.time() + 600)
+    t0 = time.time()
+    proc.wait()
+    return max(time.time() - t0, 0.5)
+
+
+def run_campaign(family: str, work: Path, kills: int, steps: int, keep: int = 2, seed: int = 0, every: int = 2,
                  reference: Path | None = None, reference_proc: subprocess.Popen | None = None,
                  log=print) -> Campaign:
     """Kill ``kills`` times (every other kill inside a checkpoint write, the others at a random
@@ -116,14 +133,18 @@ def run_campaign(family: str, work: Path, kills: int, steps: int, keep: int = 2,
     rng = random.Random(seed)
     c = Campaign(family, keep)
     t_start = time.time()
+    work.mkdir(parents=True, exist_ok=True)
     if reference is None:
         reference = work / "reference"
-        t0 = time.time()
-        subprocess.run(train_command(family, reference, steps, keep), env=_env(), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ref_seconds = time.time() - t0
+        with open(work / "reference.log", "w") as log_file:
+            proc = subprocess.Popen(train_command(family, reference, steps, keep, every), env=_env(), stdout=log_file,
+                                    stderr=subprocess.STDOUT)
+        train_seconds = _training_seconds(proc, work / "reference.log")
+        if proc.returncode != 0:
+            c.failures.append(f"the reference run exited {proc.returncode}")
+            return c
     else:
-        ref_seconds = 20.0
+        train_seconds = 5.0
     run = work / "killed"
     root = run / "checkpoints"
     logs = work / "logs"
@@ -135,15 +156,24 @@ def run_campaign(family: str, work: Path, kills: int, steps: int, keep: int = 2,
         pending |= temporaries(run) if run.exists() else set()
         log_path = logs / f"{launches:03d}.log"
         with open(log_path, "w") as log_file:
-            proc = subprocess.Popen(train_command(family, run, steps, keep) + resume, env=_env(),
+            proc = subprocess.Popen(train_command(family, run, steps, keep, every) + resume, env=_env(),
                                     stdout=log_file, stderr=subprocess.STDOUT)
         launches += 1
         in_save = c.kills % 2 == 0
-        if in_save:
-            hit = _wait_for_save(proc, root, time.time() + 300)
-        else:
-            time.sleep(rng.uniform(0.2, ref_seconds))
-            hit = proc.poll() is None
+        if in_save:  # inside the save of a random later checkpoint
+            done = find_latest_checkpoint(root) if root.is_dir() else None
+            current = int(done.name.split("-")[1]) if done else 0
+            target = rng.randrange(current + every, steps + 1, every) if current + every <= steps else steps
+            hit = _wait_for_save(proc, root, time.time() + 300, min_step=target)
+        else:  # a random moment of the training proper (or of its start-up, 1 time in 5)
+            ready = _wait_for_text(proc, log_path, "parameters:", time.time() + 300)
+            if ready and rng.random() < 0.8:
+                time.sleep(rng.uniform(0.0, train_seconds))
+            elif not ready:
+                pass
+            else:
+                proc.send_signal(signal.SIGKILL)  # right after the trainer started (resume / clean-up done)
+            hit = proc.poll() is None or proc.returncode == -signal.SIGKILL
         if hit:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -167,6 +197,7 @@ def run_campaign(family: str, work: Path, kills: int, steps: int, keep: int = 2,
         c.kills += 1
         c.in_save += int(in_save)
         latest = find_latest_checkpoint(root)
+        finished = latest is not None and latest.name == f"step-{steps:08d}"
         if latest is None:
             c.no_checkpoint_yet += 1
             c.valid_after_kill += 1
@@ -178,8 +209,13 @@ def run_campaign(family: str, work: Path, kills: int, steps: int, keep: int = 2,
                 c.failures.append(f"kill {c.kills}: latest checkpoint {latest} does not load: {exc}")
         log(f"{family}: kill {c.kills}/{kills} ({'inside a save' if in_save else 'random moment'}); "
             f"latest = {latest.name if latest else 'none yet'}; temporaries left: {len(temporaries(run))}")
+        if finished:  # killed after its last checkpoint: start the run over, so later kills hit training
+            import shutil
+
+            shutil.rmtree(run)
+            pending = set()
     leftovers = pending | temporaries(run)
-    final = subprocess.run(train_command(family, run, steps, keep) + (["--resume"] if run.exists() else []),
+    final = subprocess.run(train_command(family, run, steps, keep, every) + (["--resume"] if run.exists() else []),
                            env=_env(), capture_output=True, text=True)
     if final.returncode != 0:
         c.failures.append(f"final resume exited {final.returncode}: {final.stderr.strip().splitlines()[-1:]}")

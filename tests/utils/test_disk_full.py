@@ -24,13 +24,23 @@ from genimage.utils.weights import sha256_file
 runner = CliRunner()
 
 
-def _full_disk_save_file(real):
+def _os_error(filename):
+    return OSError(errno.ENOSPC, "No space left on device", filename)
+
+
+def _rust_error(filename):  # what safetensors' serializer really raises on a full tmpfs
+    from safetensors import SafetensorError
+
+    return SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+def _full_disk_save_file(real, error=_os_error):
     """safetensors' save_file that writes half the file, then finds the disk full."""
     def save_file(tensors, filename, metadata=None):
         real(tensors, filename, metadata=metadata)
         with open(filename, "r+b") as f:
             f.truncate(os.path.getsize(filename) // 2)
-        raise OSError(errno.ENOSPC, "No space left on device", filename)
+        raise error(filename)
     return save_file
 
 
@@ -38,11 +48,12 @@ def _temporaries(folder):
     return [p for p in folder.rglob(".*") if p.name.endswith(".tmp") or p.name.startswith(".tmp-")]
 
 
-def test_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [_os_error, _rust_error])
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, monkeypatch, error):
     run = tmp_path / "b"
     train_tiny(run, steps=3)
     before = {p.name: sha256_file(p) for p in (run / "checkpoints" / "step-00000003").iterdir()}
-    monkeypatch.setattr(weights_mod, "save_file", _full_disk_save_file(weights_mod.save_file))
+    monkeypatch.setattr(weights_mod, "save_file", _full_disk_save_file(weights_mod.save_file, error))
     trainer = Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), run, resume=True)
     with pytest.raises(DiskFullError) as info:
         trainer.train()
@@ -138,6 +149,21 @@ def test_full_disk_during_a_latent_cache_write_keeps_the_old_entry(tmp_path, mon
         _write_entry(folder, "k", torch.ones(4, 2, 2, 2), None, None, {"key": "k", "num_items": 4})
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == old and not _temporaries(tmp_path)
+
+
+def test_a_full_training_log_is_one_error_line(tmp_path, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *a, **k):
+        if str(file).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(DiskFullError, match="training log .*metrics.jsonl"):
+        train_tiny(tmp_path, steps=3)
 
 
 def test_the_message_names_free_and_needed_space(tmp_path):

@@ -29,6 +29,7 @@ from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.training import checkpoint as ckpt
 from genimage.training.ema import EMA
 from genimage.training.guard import DivergenceGuard, SkipStep, TrainingDiverged, gradient_norm, max_abs
+from genimage.utils.diskspace import disk_full_as_error
 from genimage.utils.weights import load_safetensors
 
 
@@ -485,7 +486,7 @@ class Trainer:
         print(f"warning: {line}", file=sys.stderr)
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / "warnings.txt", "a") as f:
+            with disk_full_as_error(self.out / "warnings.txt", "warnings log"), open(self.out / "warnings.txt", "a") as f:
                 f.write(f"warning: {line}\n")
 
     def train(self) -> list[float]:
@@ -541,7 +542,7 @@ class Trainer:
     def _log(self, record: dict[str, Any], writer) -> None:
         if not self.acc.is_main_process:
             return
-        with open(self.out / "metrics.jsonl", "a") as f:
+        with disk_full_as_error(self.out / "metrics.jsonl", "training log"), open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer is not None:
             for k, v in record.items():

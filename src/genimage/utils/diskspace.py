@@ -9,10 +9,12 @@ free there and about how much the write needs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from genimage.errors import GenimageError
 
@@ -34,9 +36,20 @@ class DiskFullError(GenimageError):
         self.path, self.free, self.needed = path, free, needed
 
 
+#: How writers that are not Python file objects (safetensors' Rust serializer) report those errnos.
+_NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded",
+                  *(f"(os error {e})" for e in sorted(NO_SPACE_ERRNOS)))
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is an ``OSError`` meaning "no space left" (or a :class:`DiskFullError`)."""
-    return isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS)
+    """Whether ``exc`` means "no space left": an ``OSError`` with ``ENOSPC``/``EDQUOT``, a
+    :class:`DiskFullError`, or a library error carrying that OS error in its message (the
+    safetensors serializer raises ``SafetensorError: ... No space left on device (os error 28)``)."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE_ERRNOS
+    return isinstance(exc, Exception) and any(t in str(exc) for t in _NO_SPACE_TEXT)
 
 
 def free_bytes(path: str | os.PathLike[str]) -> int | None:
@@ -81,6 +94,17 @@ def disk_full_error(path: str | os.PathLike[str], what: str = "", needed: int | 
     msg = (f"no space left on the device while writing {label} ({format_bytes(free)} free there; {need}); "
            f"{kept}; free some space and run the command again")
     return DiskFullError(msg, path, free, needed)
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: str | os.PathLike[str], what: str = "") -> Iterator[None]:
+    """Turn a full disk inside the block (e.g. appending to a log) into :func:`disk_full_error`."""
+    try:
+        yield
+    except Exception as exc:
+        if is_disk_full(exc) and not isinstance(exc, GenimageError):
+            raise disk_full_error(path, what) from None
+        raise
 
 
 def tree_bytes(path: str | os.PathLike[str]) -> int:
