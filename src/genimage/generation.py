@@ -24,6 +24,7 @@ from genimage.models.denoiser import Denoiser
 from genimage.paths.conversions import PathCoefficients, noisy
 from genimage.samplers import SAMPLERS, make_schedule
 from genimage.samplers.noise import generators_for_seeds, randn
+from genimage.utils.finite import check_generated
 
 if TYPE_CHECKING:
     from genimage.editing.spec import EditSpec
@@ -188,6 +189,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
                 x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
         if autoencoder is not None:
             x = decode_latents(autoencoder, x.float())
+        check_generated(x.float())  # a diverged model: an error, not black or grey images
         x = x.float().clamp(-1, 1).cpu()
         if edit is not None and mask is not None:  # kept pixels exactly as given (a latent model's decoder blurs them)
             x = torch.where(mask.bool(), x, image)

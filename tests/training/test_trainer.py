@@ -59,8 +59,22 @@ def test_existing_run_needs_resume_and_same_settings(tmp_path):
         Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), tmp_path)
     with pytest.raises(GenimageError, match="different training settings"):
         Trainer(tiny_model_config(), tiny_train_config(6, lr=1e-2), tiny_dataset(), tmp_path, resume=True)
-    with pytest.raises(GenimageError, match="no checkpoint"):
-        Trainer(tiny_model_config(), tiny_train_config(6), tiny_dataset(), tmp_path / "empty", resume=True)
+
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_fresh(tmp_path, capsys):
+    """--resume with no checkpoint yet (killed early) is a fresh start with a message, and ends
+    where an uninterrupted run ends."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')  # what the killed run logged
+    resumed = Trainer(tiny_model_config(), tiny_train_config(4), tiny_dataset(), tmp_path / "b", resume=True)
+    assert "holds no checkpoint yet" in capsys.readouterr().err
+    assert resumed.step == 0 and not resumed.resumed
+    assert not (tmp_path / "b" / "metrics.jsonl").read_text().strip()
+    resumed.train()
+    straight, _ = train_tiny(tmp_path / "a", steps=4)
+    a, b = straight.model.training_state(), resumed.model.training_state()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_init_from_starts_a_fresh_run_from_another_models_weights(tmp_path):

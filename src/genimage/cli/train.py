@@ -54,6 +54,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for init, data order and noise")] = 0,
     sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = end only)")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints")] = 500,
+    keep_checkpoints: Annotated[int, typer.Option(help="Checkpoints kept on disk (the newest; at least 1)")] = 2,
     sampler: Annotated[str, typer.Option(help="Default sampler stored with the model")] = "euler",
     sample_steps: Annotated[int, typer.Option(help="Default sampling steps stored with the model")] = 16,
     guidance: Annotated[float, typer.Option(help="Default guidance stored with the model")] = 1.0,
@@ -70,6 +71,7 @@ def train(
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the network (faster steps after a compile of seconds to minutes; resume with the same setting)")] = False,
     deterministic: Annotated[bool, typer.Option("--deterministic/--nondeterministic", help="on CUDA: deterministic kernels, so runs and --resume replay bit for bit (default); --nondeterministic is faster there. CPU runs are deterministic either way")] = True,
     max_minutes: Annotated[float, typer.Option(help="Stop after this many minutes of training (0 = no limit); --resume continues")] = 0.0,
+    max_bad_steps: Annotated[int, typer.Option(help="Steps with a NaN/inf or exploding loss or gradient are skipped with a warning; this many in a row stop the run, keeping the last good checkpoint (0 = never stop)")] = 5,
     autoencoder: Annotated[Optional[str], typer.Option(help="Train in this autoencoder's latent space (a --family autoencoder model/run folder; latent diffusion)")] = None,
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder [default: ~/.cache/genimage/latents]")] = None,
 ) -> None:
@@ -233,7 +235,8 @@ def train(
                      bf16=bf16, seed=seed, cond_drop_prob=cond_drop,
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
                      progress=progress, max_minutes=max_minutes, compile=compile_,
-                     deterministic=deterministic)
+                     deterministic=deterministic, max_bad_steps=max_bad_steps,
+                     keep_checkpoints=keep_checkpoints)
     if init_from is not None and not resume:
         mc.training["init_from"] = str(init_from)
     echo_json("model", mc.to_dict())
@@ -244,7 +247,10 @@ def train(
     elif live_text is not None:  # loaded above for its width; the conditioner need not load it again
         trainer.conditioner._text_encoder = live_text
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)}, indent=2))
+    from genimage.utils.atomic import atomic_write_text
+
+    atomic_write_text(out / "run.json", json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)}, indent=2),
+                      what="run record")
     from genimage.data.manifest import write_manifest
 
     write_manifest(dataset, out / "dataset_manifest.json")

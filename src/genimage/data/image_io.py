@@ -335,6 +335,6 @@ def save_image_grid(
     pil = tensor_to_pil(make_grid(images, nrow=nrow, padding=padding))
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, what="image") as tmp:
         pil.save(tmp, format=fmt)
     return path

@@ -114,4 +114,4 @@ def write_manifest(
         The path written.
     """
     text = json.dumps(build_manifest(dataset, fallback_info), indent=2, ensure_ascii=False) + "\n"
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, text, what="dataset manifest")

@@ -76,9 +76,8 @@ class DiffusionModel(GenerativeModel):
         return {"loss": self.update(loss, ctx)}
 
     def update(self, loss: torch.Tensor, ctx: StepContext) -> float:
-        """Check, backpropagate, clip and apply ``loss`` with the ``"main"`` optimizer."""
-        if not torch.isfinite(loss):
-            raise GenimageError(f"loss became {loss.item()} at step {ctx.step}; lower --lr or check the data")
+        """Backpropagate, clip and apply ``loss`` with the ``"main"`` optimizer (the trainer skips a
+        step whose loss or gradient is not finite: :mod:`genimage.training.guard`)."""
         opt = ctx.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         ctx.backward(loss)

@@ -30,6 +30,7 @@ def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu")
     """A bundled name, model folder, checkpoint folder or run folder -> its generator."""
     from genimage.families import FAMILIES, load_all_families
     from genimage.models.io import resolve_model_folder
+    from genimage.utils.finite import check_finite_weights
     from genimage.utils.weights import load_safetensors, sha256_file
 
     load_all_families()
@@ -37,6 +38,8 @@ def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu")
     config = ModelConfig.load(folder)
     with torch.random.fork_rng(devices=[]):  # building must not disturb the caller's RNG
         model = FAMILIES.get(config.family).model_cls(config)
-    model.load_sampling_state(load_safetensors(folder / WEIGHTS_FILE))
+    state = load_safetensors(folder / WEIGHTS_FILE)
+    check_finite_weights(state, folder / WEIGHTS_FILE)
+    model.load_sampling_state(state)
     model.to(device).eval().requires_grad_(False)
     return LoadedGenerator(model, config, folder, sha256_file(folder / WEIGHTS_FILE))

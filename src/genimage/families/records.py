@@ -15,6 +15,7 @@ import torch
 from genimage.families.io import LoadedGenerator, load_generator
 from genimage.provenance.record import GenerationRecord, save_png
 from genimage.samplers.noise import generators_for_seeds
+from genimage.utils.finite import check_generated
 
 DIRECT_FAMILIES = ("gan", "vae", "normalizing-flow", "autoencoder")
 
@@ -30,7 +31,9 @@ def generate_direct(lg: LoadedGenerator, seeds: Sequence[int], labels: Sequence[
     for i, seed in enumerate(seeds):
         cond = [labels[i] if labels[i] is not None else -1] if labels is not None else None
         out.append(lg.model.sample(1, cond, generators_for_seeds([seed])).float().cpu())
-    return torch.cat(out)
+    images = torch.cat(out)
+    check_generated(images, f"the model {lg.folder}")
+    return images
 
 
 def record_for(lg: LoadedGenerator, model_ref: str, seed: int, label: int | None,

@@ -225,7 +225,7 @@ def _write_entry(folder: Path, key: str, latents: torch.Tensor, labels: torch.Te
             write_json_atomic(captions, tmp / CAPTIONS_FILE)
         write_json_atomic(meta, tmp / META_FILE)
 
-    write_folder_atomically(folder, write)
+    write_folder_atomically(folder, write, what="latent cache entry")
 
 
 def check_data_geometry(dataset: Any, ae: LoadedAutoencoder) -> None:

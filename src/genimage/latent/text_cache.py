@@ -181,7 +181,7 @@ def load_or_build_text_cache(captions: Sequence[str], encoder: Any, cache_dir: s
                            "num_prompts": len(prompts), "encode_seconds": round(time.perf_counter() - t0, 3)},
                           tmp / META_FILE)
 
-    write_folder_atomically(folder, write)
+    write_folder_atomically(folder, write, what="caption cache entry")
     return CachedTextEncoder(prompts, packed, mask, pooled, **args), False
 
 

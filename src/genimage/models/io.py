@@ -17,6 +17,7 @@ from genimage.errors import GenimageError
 from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.models.denoiser import Denoiser
 from genimage.paths.base import build_path
+from genimage.utils.finite import check_finite_weights
 from genimage.utils.weights import load_safetensors, save_safetensors, sha256_file
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -106,6 +107,7 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
     config = ModelConfig.load(folder)
     denoiser = build_denoiser(config)
     state = load_safetensors(folder / WEIGHTS_FILE)
+    check_finite_weights(state, folder / WEIGHTS_FILE)
     missing, unexpected = denoiser.network.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise GenimageError(

@@ -104,7 +104,7 @@ def save_png(image: torch.Tensor, path: str | Path, record: GenerationRecord) ->
     if path.suffix.lower() != ".png":
         raise GenimageError(f"output must be a .png file (the generation record lives in a PNG chunk), got {path}")
     data = png_bytes(image, record)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, what="PNG", needed=len(data)) as tmp:
         Path(tmp).write_bytes(data)
     return path
 

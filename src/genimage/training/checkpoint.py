@@ -31,6 +31,7 @@ import torch
 
 from genimage.errors import GenimageError
 from genimage.utils.atomic import atomic_write_text, fsync_path
+from genimage.utils.diskspace import disk_full_error, is_disk_full
 from genimage.utils.weights import load_safetensors, save_safetensors, write_json_atomic
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -96,29 +97,73 @@ def save_checkpoint(root: Path, step: int, files: dict[str, dict[str, torch.Tens
         keep: How many checkpoints to keep (older ones are deleted after ``latest`` moves).
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for name, tensors in files.items():
-        save_safetensors(tensors, tmp / name)
-    ordered = sorted(json_files, key=lambda n: n == "trainer.json")
-    for name in ordered:
-        write_json_atomic(json_files[name], tmp / name)
-    fsync_path(tmp)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name, tensors in files.items():
+            save_safetensors(tensors, tmp / name)
+        ordered = sorted(json_files, key=lambda n: n == "trainer.json")
+        for name in ordered:
+            write_json_atomic(json_files[name], tmp / name)
+        fsync_path(tmp)
+    except BaseException as exc:  # a full disk, a kill (KeyboardInterrupt): leave nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            previous = find_latest_checkpoint(root)
+            kept = (f"the previous checkpoint {previous.name} is intact (--resume continues from it)" if previous
+                    else "no earlier checkpoint exists")
+            needed = sum(t.numel() * t.element_size() for ts in files.values() for t in ts.values())
+            raise disk_full_error(final, "checkpoint", needed=needed, kept=kept) from None
+        raise
     if final.exists():  # re-saving the same step (e.g. final save after a periodic one)
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_path(root)
-    atomic_write_text(root / "latest", final.name + "\n")
+    atomic_write_text(root / "latest", final.name + "\n", what="checkpoint pointer")
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp-step-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    clean_stale_temporaries(root)
     return final
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers (a failed save) are stale by definition
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is not ours
+        return True
+    return True
+
+
+_TEMP_NAME = re.compile(r"^\.(?:tmp-step-\d{8}-(\d+)|.+\.(\d+)\.[0-9a-f]{8}\.tmp)$")
+
+
+def clean_stale_temporaries(root: Path) -> list[Path]:
+    """Remove the temporary checkpoint folders (``.tmp-step-*``) and temporary files
+    (``.NAME.PID.HEX.tmp``) that a killed or failed save left in ``root``, unless the
+    process that wrote them is still alive. Returns what was removed."""
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for p in root.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if not m or _pid_alive(int(m.group(1) or m.group(2))):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:

@@ -28,6 +28,8 @@ from genimage.families.base import GenerativeModel, StepContext
 from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.training import checkpoint as ckpt
 from genimage.training.ema import EMA
+from genimage.training.guard import DivergenceGuard, SkipStep, TrainingDiverged, gradient_norm, max_abs
+from genimage.utils.diskspace import disk_full_as_error
 from genimage.utils.weights import load_safetensors
 
 
@@ -89,6 +91,13 @@ class TrainConfig:
             agree bit for bit. cuDNN's default weight-gradient convolutions accumulate with
             atomics: on a lent H100 two identical UNet runs differed from their second step.
             ``False`` trades that for speed. CPU runs are deterministic either way.
+        max_bad_steps: A step whose loss or gradient is NaN/inf (or whose loss explodes, see
+            ``explode_factor``) is skipped with a warning; this many in a row stop the run
+            with a diagnostic, keeping the last good checkpoint (0 = never stop).
+            See :mod:`genimage.training.guard`.
+        explode_factor: A loss over this many times the median of the run's first 10 losses
+            counts as a bad step, and weights that grew this many times beyond their start
+            are never checkpointed (0 = only non-finite values count).
     """
 
     steps: int = 1000
@@ -113,6 +122,8 @@ class TrainConfig:
     max_minutes: float = 0.0
     compile: bool = False
     deterministic: bool = True
+    max_bad_steps: int = 5
+    explode_factor: float = 1e6
 
     def validate(self) -> None:
         for name in ("steps", "batch_size"):
@@ -130,6 +141,12 @@ class TrainConfig:
             raise GenimageError(f"--max-minutes must be >= 0, got {self.max_minutes}")
         if not 0 <= self.cond_drop_prob <= 1:
             raise GenimageError(f"--cond-drop must be in [0, 1], got {self.cond_drop_prob}")
+        if self.keep_checkpoints < 1:
+            raise GenimageError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
+        if self.max_bad_steps < 0:
+            raise GenimageError(f"--max-bad-steps must be >= 0, got {self.max_bad_steps}")
+        if not self.explode_factor >= 0:
+            raise GenimageError(f"--explode-factor must be >= 0, got {self.explode_factor}")
 
 
 # cuBLAS reads this when it creates its workspace, so it is set before any CUDA work; it only
@@ -160,7 +177,8 @@ _RESUME_MODEL_KEYS = ("backbone", "backbone_config", "objective", "path", "predi
                       "family_config", "latent_shape")
 # settings that may differ between a run and its resumption without breaking exactness
 _RESUME_FREE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "progress",
-                "tensorboard", "num_sample_images", "max_minutes", "deterministic"}
+                "tensorboard", "num_sample_images", "max_minutes", "deterministic", "max_bad_steps",
+                "explode_factor"}
 
 
 class DataOrder:
@@ -236,6 +254,19 @@ class Trainer:
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         if self.acc.device.type == "cuda":
             use_deterministic_cuda(train_config.deterministic)
+        ckpt_root = self.out / "checkpoints"
+        for folder in (ckpt_root, self.out, self.out / "samples"):  # left by a write that was killed or hit a full disk
+            ckpt.clean_stale_temporaries(folder)
+        latest = ckpt.find_latest_checkpoint(ckpt_root)
+        if resume and latest is None:  # killed before its first checkpoint: nothing to continue
+            import sys
+
+            print(f"--resume: {ckpt_root} holds no checkpoint yet (the run stopped before its first one); "
+                  "starting the run from step 0", file=sys.stderr)
+            resume = False
+            self._truncate_metrics(0)
+        self.resumed = resume
+        self.guard = DivergenceGuard(train_config.max_bad_steps, train_config.explode_factor)
         torch.manual_seed(train_config.seed)
         self.model: GenerativeModel = self.family.model_cls(model_config)
         self.model.to(self.acc.device)
@@ -254,14 +285,11 @@ class Trainer:
         self.wall_time = 0.0
         self.history: list[float] = []
         self.recent_metrics: list[tuple[int, dict[str, float]]] = []
-        ckpt_root = self.out / "checkpoints"
         if resume:
-            latest = ckpt.find_latest_checkpoint(ckpt_root)
-            if latest is None:
-                raise GenimageError(f"--resume: no checkpoint found in {ckpt_root}")
             self._load(latest)
-        elif ckpt.find_latest_checkpoint(ckpt_root) is not None:
+        elif latest is not None:
             raise GenimageError(f"{self.out} already holds checkpoints; pass --resume to continue or choose another --out")
+        self._start_scale = max_abs(self.model.training_state().values())
 
     @property
     def network(self) -> torch.nn.Module:
@@ -324,6 +352,7 @@ class Trainer:
         self.step = state["step"]
         self.wall_time = state.get("wall_time_s", 0.0)
         self.history = list(state.get("loss_history", []))
+        self.guard.load(state)
         self._truncate_metrics(self.step)
 
     def _truncate_metrics(self, step: int) -> None:
@@ -345,6 +374,10 @@ class Trainer:
         self.acc.wait_for_everyone()
         if not self.acc.is_main_process:
             return None
+        problem = self.guard.weights_problem([*self.ema.state_dict().values(), *self.model.training_state().values()],
+                                             self._start_scale)
+        if problem:
+            raise self._diverged(f"{problem} at step {self.step}, so no checkpoint was written")
         files = {"model.safetensors": self.ema.state_dict(), "network.safetensors": self.model.training_state(),
                  "trainer.safetensors": ckpt.rng_state_tensors(self.generator)}
         json_files: dict[str, Any] = {}
@@ -359,6 +392,7 @@ class Trainer:
             "train_config": dataclasses.asdict(self.tc),
             "wall_time_s": self.wall_time,
             "loss_history": self.history,
+            **self.guard.state(),
         }
         json_files["config.json"] = {**self.model_config_snapshot().to_dict(), "format": "genimage-model-1"}
         json_files["trainer.json"] = state
@@ -386,6 +420,10 @@ class Trainer:
         import contextlib
 
         def backward(loss: torch.Tensor) -> None:
+            # one process: a non-finite loss skips the step before its backward pass; several: the
+            # gradient check below sees it on every process after the all-reduce (no process waits alone)
+            if self.acc.num_processes == 1 and not bool(torch.isfinite(loss.detach()).all()):
+                raise SkipStep(f"the loss is {float(loss.detach().float().sum())}")
             self.acc.backward(loss)
             if self.acc.num_processes > 1:  # average gradients across processes (data parallel)
                 for p in self.model.parameters():
@@ -394,8 +432,13 @@ class Trainer:
                         p.grad.div_(self.acc.num_processes)
 
         def clip(parameters) -> None:
+            parameters = list(parameters)
             if self.tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(parameters, self.tc.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(parameters, self.tc.grad_clip)
+            else:
+                norm = gradient_norm(parameters)
+            if not bool(torch.isfinite(norm)):  # before the optimizer step: this update is skipped
+                raise SkipStep(f"the gradient norm is {float(norm)}")
 
         def autocast():
             if not self.tc.bf16:
@@ -405,18 +448,25 @@ class Trainer:
         return StepContext(optimizers=self.optimizers, generator=self.generator, step=self.step, backward=backward,
                            clip=clip, autocast=autocast, cond_drop_prob=self.tc.cond_drop_prob)
 
-    def train_step(self) -> float:
-        """One update; returns the step's loss (other metrics in :attr:`last_metrics`)."""
+    def train_step(self) -> float | None:
+        """One update; returns the step's loss (other metrics in :attr:`last_metrics`), or
+        ``None`` when the step was skipped as bad (:mod:`genimage.training.guard`)."""
         lr = self._lr(self.step)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = self._next_batch()
         self.model.train()
-        metrics = self.model.training_step(batch, self._context())
-        value = float(metrics["loss"])
-        if not math.isfinite(value):
-            raise GenimageError(f"loss became {value} at step {self.step}; lower --lr or check the data")
+        try:
+            metrics = self.model.training_step(batch, self._context())
+            value = float(metrics["loss"])
+            problem = self.guard.loss_problem(value, self.history)
+        except SkipStep as exc:
+            problem = str(exc)
+        if problem:
+            self._bad_step(problem)
+            return None
+        self.guard.record_good()
         self.ema.update(self.model.ema_module())
         self.step += 1
         self.history.append(value)
@@ -424,6 +474,30 @@ class Trainer:
         self.recent_metrics.append((self.step, {k: float(v) for k, v in metrics.items()}))
         del self.recent_metrics[:-200]
         return value
+
+    def _bad_step(self, problem: str) -> None:
+        """Count a skipped step, warn, and stop the run after ``max_bad_steps`` in a row."""
+        stop = self.guard.record_bad()
+        self._warn(f"step {self.step} skipped: {problem} ({self.guard.bad_in_a_row} in a row, "
+                   f"{self.guard.bad_total} in the run)")
+        if stop:
+            raise self._diverged(f"{self.guard.bad_in_a_row} steps in a row were bad (the last: {problem}) "
+                                 f"at step {self.step}")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        latest = ckpt.find_latest_checkpoint(self.out / "checkpoints")
+        kept = f"the last good checkpoint {latest} stays latest" if latest else "no checkpoint was written"
+        return TrainingDiverged(f"training diverged: {what}; {kept}; lower --lr (now {self.tc.lr:g}), "
+                                "clip gradients (--grad-clip) or check the data")
+
+    def _warn(self, line: str) -> None:
+        import sys
+
+        print(f"warning: {line}", file=sys.stderr)
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with disk_full_as_error(self.out / "warnings.txt", "warnings log"), open(self.out / "warnings.txt", "a") as f:
+                f.write(f"warning: {line}\n")
 
     def train(self) -> list[float]:
         """Run until ``train_config.steps``; returns the per-step loss history (all steps)."""
@@ -442,8 +516,11 @@ class Trainer:
             if time.perf_counter() >= deadline:
                 break
             t0 = time.perf_counter()
-            window.append(self.train_step())
+            loss = self.train_step()
             self.wall_time += time.perf_counter() - t0
+            if loss is None:  # skipped as bad: no step was made
+                continue
+            window.append(loss)
             for k, v in self.last_metrics.items():
                 if k != "loss":
                     extras.setdefault(k, []).append(float(v))
@@ -475,7 +552,7 @@ class Trainer:
     def _log(self, record: dict[str, Any], writer) -> None:
         if not self.acc.is_main_process:
             return
-        with open(self.out / "metrics.jsonl", "a") as f:
+        with disk_full_as_error(self.out / "metrics.jsonl", "training log"), open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer is not None:
             for k, v in record.items():
