@@ -299,8 +299,10 @@ def test_the_web_service_serves_an_imported_model(sd, tmp_path):
     from genimage.serve.studio import Studio
 
     folder = sd[0]
-    client = TestClient(create_app(Studio(default_model=str(folder), device="cpu", max_images=2)))
-    res = client.get("/api/generate.png", params={"prompt": "a red cat", "negative": "dog", "seed": 4, "steps": 2})
+    studio = Studio(default_model="tiny-sd", device="cpu", max_images=2, model_dirs={"tiny-sd": folder})
+    client = TestClient(create_app(studio), base_url="http://127.0.0.1:8000")
+    res = client.get("/api/generate.png", params={"prompt": "a red cat", "negative": "dog", "seed": 4, "steps": 2},
+                     headers={"X-Genimage": "1"})
     assert res.status_code == 200, res.text
     (tmp_path / "s.png").write_bytes(res.content)
     rec = read_record(tmp_path / "s.png")
