@@ -139,7 +139,8 @@ def test_pickle_named_weights_next_to_a_config_are_never_read(tiny_model_dir, tm
     latest = ckpt.find_latest_checkpoint(tiny_model_dir / "checkpoints")
     evil = _model_folder(latest, tmp_path / "evil", payloads(sentinel)["os.system-protocol4"], weights_name=name)
     _one_error_line(runner.invoke(app, ["sample", "--model", str(evil), "-n", "1"]), "not found")
-    _one_error_line(runner.invoke(app, ["sample", "--model", str(evil / name), "-n", "1"]), "not a single file")
+    _one_error_line(runner.invoke(app, ["sample", "--model", str(evil / name), "-n", "1"]), "not a single file",
+                    "is a pickle checkpoint")
     assert not sentinel.exists()
 
 
