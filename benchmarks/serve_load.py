@@ -35,12 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, queue_size: int) -> subprocess.Popen:
+def start_server(port: int, queue_size: int, log) -> subprocess.Popen:
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return subprocess.Popen([sys.executable, "-m", "genimage.cli.main", "serve", "--host", "127.0.0.1", "--port",
                              str(port), "--model", "digits", "--device", "cpu", "--queue-size", str(queue_size),
-                             "--max-images", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--max-images", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def reference_pixels(seeds: list[int], steps: int) -> dict[int, np.ndarray]:
@@ -63,13 +63,26 @@ def reference_pixels(seeds: list[int], steps: int) -> dict[int, np.ndarray]:
     return out
 
 
+def direct_seconds_per_job(steps: int, count: int = 50) -> float:
+    """The same jobs run in this process without the service (what the service adds is the rest)."""
+    from genimage.serve.studio import Studio
+
+    studio = Studio("digits", "cpu")
+    studio.prepare(label=0, steps=steps).run()  # warm up
+    t0 = time.perf_counter()
+    for seed in range(count):
+        studio.prepare(label=seed % 10, seed=seed, steps=steps).run()
+    return (time.perf_counter() - t0) / count
+
+
 async def run_clients(base: str, clients: int, jobs: int, steps: int) -> dict:
     todo = list(range(jobs))
     results: dict[int, dict] = {}
     ends: dict[str, int] = {}
     latencies: list[float] = []
     rejected = 0
-    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    # idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them under us
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10, keepalive_expiry=1.0)
     timeout = httpx.Timeout(600.0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as http:
         async def client() -> None:
@@ -86,14 +99,19 @@ async def run_clients(base: str, clients: int, jobs: int, steps: int) -> dict:
                 assert res.status_code == 202, res.text
                 job_id = res.json()["id"]
                 final = None
-                async with http.stream("GET", f"/api/jobs/{job_id}/events") as stream:
-                    event = None
-                    async for line in stream.aiter_lines():
-                        if line.startswith("event: "):
-                            event = line[7:]
-                        elif line.startswith("data: ") and event == "end":
-                            final = json.loads(line[6:])
-                            ends[job_id] = ends.get(job_id, 0) + 1
+                for attempt in range(5):  # following a job is idempotent: retry a dropped connection
+                    try:
+                        async with http.stream("GET", f"/api/jobs/{job_id}/events") as stream:
+                            event = None
+                            async for line in stream.aiter_lines():
+                                if line.startswith("event: "):
+                                    event = line[7:]
+                                elif line.startswith("data: ") and event == "end":
+                                    final = json.loads(line[6:])
+                                    ends[job_id] = ends.get(job_id, 0) + 1
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.5)
                 latencies.append(time.perf_counter() - t0)
                 results[seed] = {"id": job_id, "final": final}
 
@@ -116,7 +134,8 @@ def main() -> None:
         sys.exit("keep it bounded: --clients 1..500, --jobs 1..5000")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(port, args.queue_size)
+    log = open(os.environ.get("SERVE_LOAD_LOG", os.devnull), "w")
+    server = start_server(port, args.queue_size, log)
     try:
         t0 = time.time()
         while True:
@@ -144,12 +163,14 @@ def main() -> None:
         pixels = pixels[..., None] if pixels.ndim == 2 else pixels
         if image["record"]["seed"] != seed or not np.array_equal(pixels, expect[seed]):
             wrong.append(seed)
+    direct = direct_seconds_per_job(args.steps)
     lat = sorted(out["latencies"])
     ids = [r["id"] for r in out["results"].values()]
     report = {
         "clients": args.clients, "jobs": args.jobs, "steps": args.steps,
         "p50_s": round(statistics.median(lat), 3), "p99_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3),
         "throughput_jobs_per_s": round(len(lat) / out["wall"], 1), "wall_s": round(out["wall"], 1),
+        "service_s_per_job": round(out["wall"] / len(lat), 4), "direct_s_per_job": round(direct, 4),
         "rejected_429": out["rejected"], "distinct_ids": len(set(ids)),
         "ended_exactly_once": all(out["ends"].get(i) == 1 for i in ids) and len(set(ids)) == args.jobs,
         "not_done": len(not_done), "wrong_image": len(wrong), "server_ended": out["health"]["jobs"]["ended"],

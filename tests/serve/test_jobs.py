@@ -95,6 +95,16 @@ def test_many_clients_every_job_ends_once():
     q.close()
 
 
+def test_finished_jobs_are_kept_in_a_bounded_store():
+    q = JobQueue(keep=3)
+    jobs = [q.submit(Gated(steps=1, tag=i)) for i in range(6)]
+    for job in jobs:
+        assert job.ended.wait(10)
+    _wait(lambda: q.get(jobs[2].id) is None)
+    assert [q.get(j.id) is not None for j in jobs] == [False, False, False, True, True, True]
+    q.close()
+
+
 def test_caps_fail_a_running_job():
     q = JobQueue(max_nfe=2)
     job = q.submit(Gated(steps=5))

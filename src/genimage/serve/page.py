@@ -70,7 +70,8 @@ async function loadModels() {
   const health = await (await fetch('/api/health')).json();
   if (health.token_required) $('tokenrow').hidden = false;
   const resp = await fetch('/api/models', {headers: headers()});
-  if (!resp.ok) { say('enter the API token, then reload', true); return; }
+  if (!resp.ok) { say('enter the API token (this service needs one)', true); return; }
+  say('');
   for (const m of await resp.json()) {
     models[m.name] = m;
     const o = document.createElement('option'); o.value = m.name; o.textContent = m.name; o.selected = m.default;
@@ -151,6 +152,7 @@ async function start(url, init) {
 }
 
 $('model').onchange = showCond;
+$('token').onchange = () => { $('model').replaceChildren(); models = {}; loadModels(); };
 $('go').onclick = () => start('/api/jobs', {method: 'POST', headers: headers({'Content-Type': 'application/json'}),
                                             body: JSON.stringify(fields())});
 $('cancel').onclick = async () => { if (current) await fetch('/api/jobs/' + current, {method: 'DELETE', headers: headers()}); };
