@@ -84,14 +84,14 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def relaunch(nproc: int, command: str, argv: Sequence[str]) -> int:
-    """Run ``genimage COMMAND`` again in ``nproc`` processes through torchrun and return its
-    exit status. Each process gets ``OMP_NUM_THREADS=1`` unless the variable is set (torchrun
-    would otherwise leave every process all cores' worth of threads, which oversubscribes a CPU).
+    """Run ``genimage COMMAND`` again in ``nproc`` local processes through torchrun and return
+    its exit status. Each process gets ``OMP_NUM_THREADS=1`` unless the variable is set
+    (several processes with all cores' threads each oversubscribe a CPU). SIGTERM and SIGINT
+    are passed on to torchrun, which passes them to its workers.
 
     Args:
-        nproc: Number of processes (>= 1; 1 runs nothing and returns ``None``-like 0 is not
-            meaningful, so callers only relaunch for ``nproc >= 2``).
-        command: The genimage command name.
+        nproc: Number of processes (>= 2).
+        command: The genimage command name (``train``, ``sample``, ...).
         argv: The command's own arguments as typed (``--nproc`` is removed here).
     """
     import signal
@@ -277,19 +277,20 @@ def sync_model_state(model: torch.nn.Module, world: int, parameters: bool) -> No
                 torch.distributed.broadcast(p.data, src=0)
 
 
-def any_rank(flag: bool, world: int) -> bool:
-    """``flag`` OR-ed over ranks (so every rank stops at the same step)."""
+def any_rank(flag: bool, world: int, device: torch.device | str = "cpu") -> bool:
+    """``flag`` OR-ed over ranks (so every rank stops at the same step); ``device`` is where
+    the process group communicates (CUDA for NCCL)."""
     if world <= 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return bool(t.item() > 0)
 
 
-def mean_metrics(per_micro: list[dict[str, Any]], world: int) -> dict[str, float]:
+def mean_metrics(per_micro: list[dict[str, Any]], world: int, device: torch.device | str = "cpu") -> dict[str, float]:
     """Metrics of a step: the mean over micro-batches, then over ranks."""
     keys = list(per_micro[0])
-    values = torch.tensor([[float(m[k]) for k in keys] for m in per_micro], dtype=torch.float64).mean(0)
+    values = torch.tensor([[float(m[k]) for k in keys] for m in per_micro], dtype=torch.float64).mean(0).to(device)
     if world > 1:
         torch.distributed.all_reduce(values)
         values /= world
@@ -349,4 +350,4 @@ def sharded_step(trainer) -> dict[str, float]:
         with draws.shard(j, replay=k > 0):
             metrics.append(trainer.model.training_step(batch, ctx))
     sync_model_state(trainer.model, world, parameters=trainer.step == 0)
-    return mean_metrics(metrics, world)
+    return mean_metrics(metrics, world, trainer.acc.device)

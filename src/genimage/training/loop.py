@@ -444,7 +444,8 @@ class Trainer:
         t_window = time.perf_counter()
         deadline = time.perf_counter() + 60 * tc.max_minutes if tc.max_minutes else math.inf
         while self.step < tc.steps:
-            if distributed.any_rank(self.stop_requested or time.perf_counter() >= deadline, self.acc.num_processes):
+            if distributed.any_rank(self.stop_requested or time.perf_counter() >= deadline, self.acc.num_processes,
+                                    self.acc.device):
                 break
             t0 = time.perf_counter()
             window.append(self.train_step())
