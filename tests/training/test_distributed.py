@@ -23,7 +23,8 @@ from tiny import tiny_dataset, tiny_model_config, tiny_train_config
 
 from genimage.errors import GenimageError
 from genimage.training import checkpoint as ckpt
-from genimage.training.distributed import ShardedDraws, strip_nproc, torchrun_command
+from genimage.training.distributed import ShardedDraws
+from genimage.utils.distributed import strip_nproc, torchrun_command
 from genimage.training.loop import Trainer
 from genimage.utils.weights import load_safetensors
 

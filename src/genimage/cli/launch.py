@@ -14,16 +14,11 @@ import sys
 from genimage.errors import GenimageError
 
 
-def nproc_option_help() -> str:
-    return ("Run in N local processes through torchrun (one CPU thread each unless OMP_NUM_THREADS is set); "
-            "same results as one process")
-
-
 def maybe_relaunch(command: str, nproc: int) -> int | None:
     """Relaunch ``command`` through torchrun when ``nproc > 1`` and this is not a torchrun
     worker yet; return torchrun's exit status, or ``None`` when this process should do the
     work itself (``nproc == 1``, or already a worker of a matching world)."""
-    from genimage.training.distributed import env_world, relaunch
+    from genimage.utils.distributed import env_world, relaunch
 
     if nproc < 1:
         raise GenimageError(f"--nproc must be at least 1, got {nproc}")
@@ -39,3 +34,16 @@ def maybe_relaunch(command: str, nproc: int) -> int | None:
         raise GenimageError(f"--nproc relaunches the command line `genimage {command} ...`; from Python, "
                             f"start torchrun yourself")
     return relaunch(nproc, command, argv[1:])
+
+
+def worker_device(device: str) -> str:
+    """``--device auto`` in a torchrun worker on a CUDA machine: this worker's GPU ``cuda:LOCAL_RANK``."""
+    from genimage.utils.distributed import env_world
+
+    _, world, local_rank = env_world()
+    if device == "auto" and world > 1:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return device

@@ -87,7 +87,7 @@ def train(
     status = maybe_relaunch("train", nproc)
     if status is not None:
         raise typer.Exit(status)
-    from genimage.training.distributed import env_world
+    from genimage.utils.distributed import env_world
 
     rank, world, _ = env_world()
     main_rank = rank == 0

@@ -39,7 +39,6 @@ scale; :meth:`~genimage.families.base.GenerativeModel.grad_accumulation_problem`
 from __future__ import annotations
 
 import dataclasses
-import os
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -47,78 +46,6 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from genimage.errors import GenimageError
-
-
-# ---------------------------------------------------------------------------------------- process topology
-def env_world() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from the variables torchrun sets (``(0, 1, 0)`` outside it)."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    return int(os.environ.get("RANK", "0") or 0), world, int(os.environ.get("LOCAL_RANK", "0") or 0)
-
-
-def torchrun_command(nproc: int, command: str, args: Sequence[str], python: str) -> list[str]:
-    """The command that runs ``genimage COMMAND ARGS`` in ``nproc`` local processes through
-    torchrun (``python -m torch.distributed.run --standalone``).
-
-    Args:
-        nproc: Processes on this machine (>= 2).
-        command: The genimage command (``train``, ``sample``, ...).
-        args: Its arguments, without ``--nproc``.
-        python: The interpreter (``sys.executable``).
-    """
-    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "genimage.cli.main", command, *args]
-
-
-def strip_nproc(argv: Sequence[str]) -> list[str]:
-    """``argv`` without ``--nproc N`` / ``--nproc=N``."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
-
-
-def relaunch(nproc: int, command: str, argv: Sequence[str]) -> int:
-    """Run ``genimage COMMAND`` again in ``nproc`` local processes through torchrun and return
-    its exit status. Each process gets ``OMP_NUM_THREADS=1`` unless the variable is set
-    (several processes with all cores' threads each oversubscribe a CPU). SIGTERM and SIGINT
-    are passed on to torchrun, which passes them to its workers.
-
-    Args:
-        nproc: Number of processes (>= 2).
-        command: The genimage command name (``train``, ``sample``, ...).
-        argv: The command's own arguments as typed (``--nproc`` is removed here).
-    """
-    import signal
-    import subprocess
-    import sys
-
-    if nproc < 2:
-        raise GenimageError(f"--nproc must be at least 2 to launch processes, got {nproc}")
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = torchrun_command(nproc, command, strip_nproc(argv), sys.executable)
-    proc = subprocess.Popen(cmd, env=env)
-
-    def forward(signum, frame):  # let torchrun stop its workers (they checkpoint first)
-        proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return proc.wait()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
-    """Rank ``rank``'s share ``items[rank::world]`` (seeds, prompts, output paths)."""
-    return list(items[rank::world])
 
 
 # ---------------------------------------------------------------------------------------- the noise of a global batch
