@@ -90,3 +90,19 @@ def test_sample_nproc_of_a_one_pass_family_equals_one_process(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert _pngs(tmp_path / "one") == _pngs(tmp_path / "two") and len(_pngs(tmp_path / "two")) == 5
     assert (tmp_path / "one-grid.png").read_bytes() == (tmp_path / "two-grid.png").read_bytes()
+
+
+def test_eval_nproc_measures_the_same_samples_as_one_process(tmp_path):
+    args = ["eval", "digits", "--data", "builtin:digits", "-n", "12"]
+    one = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    res = subprocess.run([sys.executable, "-m", "genimage.cli.main", *args, "--out", str(tmp_path / "two"),
+                          "--nproc", "2"], capture_output=True, text=True, env=ENV, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("report:") == 1  # rank 0 reports
+    a, b = (json.loads((tmp_path / d / "report.json").read_text())["quality"] for d in ("one", "two"))
+    a.pop("seconds", None), b.pop("seconds", None)
+    assert a == b  # FD, KID, precision/recall, memorization: the same samples
+    assert (tmp_path / "one" / "samples.png").read_bytes() == (tmp_path / "two" / "samples.png").read_bytes()
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x"), "--sweep", "--nproc", "2"])
+    assert refused.exit_code == 2 and "one process" in refused.output
