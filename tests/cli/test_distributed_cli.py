@@ -26,7 +26,7 @@ def _weights(run) -> dict[str, torch.Tensor]:
     return load_safetensors(find_latest_checkpoint(run / "checkpoints") / "network.safetensors")
 
 
-def test_train_nproc_stops_on_sigterm_resumes_and_matches_one_process(tmp_path):
+def test_train_nproc_stops_both_ranks_on_sigterm_like_one_process(tmp_path):
     out = tmp_path / "two"
     proc = subprocess.Popen([*TRAIN, "--out", str(out), "--steps", "100000", "--batch-size", "8", "--nproc", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -34,17 +34,14 @@ def test_train_nproc_stops_on_sigterm_resumes_and_matches_one_process(tmp_path):
     while not (out / "metrics.jsonl").is_file() and time.time() < deadline:  # 10 steps done
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    stdout, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
-    assert "continue with --resume" in err
-    stopped = int(find_latest_checkpoint(out / "checkpoints").name.split("-")[1])
-    assert stopped >= 10
-    total = stopped + 2
-    res = subprocess.run([*TRAIN, "--out", str(out), "--steps", str(total), "--batch-size", "8", "--nproc", "2",
-                          "--resume"], capture_output=True, text=True, env=ENV, timeout=120)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "(2 processes)" in res.stdout
-    one = CliRunner().invoke(app, [*TRAIN[3:], "--out", str(tmp_path / "one"), "--steps", str(total),
+    assert "(2 processes)" in stdout and err.count("continue with --resume") == 1  # rank 0 reports
+    latest = find_latest_checkpoint(out / "checkpoints")
+    stopped = int(latest.name.split("-")[1])
+    assert stopped >= 10 and json.loads((latest / "trainer.json").read_text())["world_size"] == 2
+    # the checkpoint both ranks stopped at is one process's with the global batch (resume: test_distributed.py)
+    one = CliRunner().invoke(app, [*TRAIN[3:], "--out", str(tmp_path / "one"), "--steps", str(stopped),
                                    "--batch-size", "16"])
     assert one.exit_code == 0, one.output
     a, b = _weights(out), _weights(tmp_path / "one")
@@ -75,21 +72,22 @@ def test_sample_nproc_writes_the_same_files_as_one_process(tmp_path):
     assert (tmp_path / "one-grid.png").read_bytes() == (tmp_path / "two-grid.png").read_bytes()
 
 
-def test_sample_nproc_of_a_one_pass_family_equals_one_process(tmp_path):
+def test_each_rank_of_a_one_pass_family_writes_its_share_of_one_processs_files(tmp_path):
     from distributed_worker import family_setup
 
+    from genimage.cli.sample import _direct_family_config, _sample_direct
     from genimage.training.loop import Trainer
     from tiny import tiny_train_config
 
     mc, data, kw = family_setup("vae")
     Trainer(mc, tiny_train_config(2, **kw), data, tmp_path / "vae").train()
-    one = CliRunner().invoke(app, ["sample", "--model", str(tmp_path / "vae"), "-n", "5", "--out-dir",
-                                   str(tmp_path / "one"), "--grid", str(tmp_path / "one") + "-grid.png"])
-    assert one.exit_code == 0, one.output
-    res = _sample(tmp_path / "vae", tmp_path / "two", "--nproc", "2")
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert _pngs(tmp_path / "one") == _pngs(tmp_path / "two") and len(_pngs(tmp_path / "two")) == 5
-    assert (tmp_path / "one-grid.png").read_bytes() == (tmp_path / "two-grid.png").read_bytes()
+    config = _direct_family_config(str(tmp_path / "vae"))
+    _sample_direct(str(tmp_path / "vae"), config, 5, 0, None, None, tmp_path / "one", None, "cpu", True)
+    for rank in (0, 1):  # what the two workers of --nproc 2 do (no grid: no gather)
+        _sample_direct(str(tmp_path / "vae"), config, 5, 0, None, None, tmp_path / f"rank{rank}", None, "cpu", True,
+                       share=(rank, 2))
+    assert list(_pngs(tmp_path / "rank0")) == ["0000.png", "0002.png", "0004.png"]
+    assert {**_pngs(tmp_path / "rank0"), **_pngs(tmp_path / "rank1")} == _pngs(tmp_path / "one")
 
 
 def test_eval_nproc_measures_the_same_samples_as_one_process(tmp_path):
