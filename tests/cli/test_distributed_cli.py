@@ -104,3 +104,14 @@ def test_eval_nproc_measures_the_same_samples_as_one_process(tmp_path):
     assert (tmp_path / "one" / "samples.png").read_bytes() == (tmp_path / "two" / "samples.png").read_bytes()
     refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x"), "--sweep", "--nproc", "2"])
     assert refused.exit_code == 2 and "one process" in refused.output
+
+
+def test_grad_accum_reaches_the_trainer_and_is_refused_for_gans(tmp_path):
+    ok = CliRunner().invoke(app, [*TRAIN[3:], "--out", str(tmp_path / "ga"), "--steps", "2", "--batch-size", "4",
+                                  "--grad-accum", "2"])
+    assert ok.exit_code == 0, ok.output
+    run = json.loads((tmp_path / "ga" / "run.json").read_text())["training"]
+    assert run["grad_accum"] == 2 and run["batch_size"] == 4
+    gan = CliRunner().invoke(app, [*TRAIN[3:], "--family", "gan", "--out", str(tmp_path / "gan"), "--steps", "2",
+                                   "--grad-accum", "2"])
+    assert gan.exit_code == 2 and "--grad-accum 2 with --family gan" in gan.output
