@@ -145,11 +145,12 @@ def train(
             latent = prepare_latent_training(autoencoder, dataset, out, text_encoder=text_encoder if cond == "text" else None,
                                              text_max_length=text_max_length, text_layers=layers, cache_dir=latent_cache,
                                              progress=progress and main_rank)
-        typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
-                   f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
-                   + ("" if latent.text is None else
-                      f"; caption states {'hit' if latent.text_hit else 'written'} ({len(latent.text)} prompts)"),
-                   err=True)
+        if main_rank:
+            typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
+                       f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
+                       + ("" if latent.text is None else
+                          f"; caption states {'hit' if latent.text_hit else 'written'} ({len(latent.text)} prompts)"),
+                       err=True)
     geometry = latent.dataset if latent is not None else dataset  # what the backbone sees
     overrides = parse_key_values(set_, "--set")
     common = dict(image_size=dataset.image_size, channels=dataset.channels, num_classes=num_classes,
