@@ -29,11 +29,17 @@ the same expected gradient:
 
 Equality holds for losses that are means of per-sample terms whose random draws have the
 batch as their first dimension: the diffusion objectives, consistency models with uniform
-weighting, reflow, the VAE without free bits and the normalizing flow after its first step.
+weighting, reflow and the VAE without free bits (tested against one process to 1e-5).
 Batch statistics make the rest approximate: a GAN discriminator's minibatch-stddev groups,
-a consistency loss normalised by its mean weight, VAE free bits, an autoencoder's latent
-scale; :meth:`~genimage.families.base.GenerativeModel.grad_accumulation_problem` refuses
-``--grad-accum`` where the update itself would differ (GAN, autoencoder, ...).
+the normalizing flow's ActNorm initialisation, a consistency loss normalised by its mean
+weight, VAE free bits, an autoencoder's latent scale;
+:meth:`~genimage.families.base.GenerativeModel.grad_accumulation_problem` refuses
+``--grad-accum`` where the update itself would differ (GAN, autoencoder, ...). A family
+that drew from the training generator a tensor whose first dimension happened to equal ``B``
+without being the batch would have it sliced wrongly; every family draws batch-first, and
+draws the mode does not know (``Tensor.normal_``, ...) raise instead of passing silently.
+Every torch call of the step passes through the mode: about 6,000 calls, ~2% of a UNet step
+on one CPU thread (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -75,8 +81,9 @@ class ShardedDraws(TorchFunctionMode):
         local_batch: Samples per shard ``B``.
         shards: Shards per step ``P * K``.
 
-    Use :meth:`shard` around each micro-batch's ``training_step``; the first call of a step
-    records the draws (``record=True``), later ones replay them.
+    Use :meth:`shard` around each micro-batch's ``training_step``: the step's first
+    micro-batch makes and records the draws (``replay=False``), later ones replay them.
+    Draws made without a generator (the global RNG) pass through untouched.
     """
 
     def __init__(self, generator: torch.Generator, local_batch: int, shards: int) -> None:
