@@ -112,16 +112,29 @@ def model_report(
     sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
     sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)")] = None,
     prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,
+    nproc: Annotated[int, typer.Option(help="Draw the samples in N local processes through torchrun (rank r: images r, r+N, ...; the same images as one process); rank 0 measures. Not with --sweep or --prompts")] = 1,
 ) -> None:
     """Quality report of a model: Fréchet distance, KID, precision/recall/density/coverage,
     bits/dim (families with a likelihood), memorization (nearest training images, copy rate),
     sample grid; optional sampler sweep and prompt accuracy. Writes OUT/report.json and OUT/report.html."""
-    from genimage.evaluation.report import evaluate_model
+    from genimage.cli.launch import maybe_relaunch
 
     extra = parse_named_models(sweep_with, "--sweep-with")
+    if nproc > 1 and (sweep or extra or prompts):
+        raise GenimageError("--sweep, --sweep-with and --prompts run in one process; drop them or --nproc")
+    status = maybe_relaunch("eval", nproc)
+    if status is not None:
+        raise typer.Exit(status)
+    from genimage.evaluation.report import evaluate_model
+    from genimage.utils.distributed import finish_process_group, init_process_group
+
+    share = init_process_group()
     report = evaluate_model(model, data, out, n=n, seed=seed, split=split, features=features,
                             sweep=sweep or bool(extra), sweep_with=extra, prompts=prompts,
-                            log=lambda m: typer.echo(m, err=True))
+                            log=(lambda m: typer.echo(m, err=True)) if share[0] == 0 else (lambda m: None), share=share)
+    finish_process_group()
+    if report is None:  # not rank 0
+        return
     q = report["quality"]
     typer.echo(f"features: {report['features']} ({report['features_note']})")
     typer.echo(f"FD {q['fd']:.4f}  KID {q['kid']:.5f}±{q['kid_std']:.5f}  precision {q['precision']:.3f}  "

@@ -28,6 +28,9 @@ LoraOpt = Annotated[Optional[list[str]], typer.Option(
     "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
                                              "Noise is seeded on the CPU; images match bit for bit on the same device type")]
+NprocOpt = Annotated[int, typer.Option(help="Processes on this machine, through torchrun (one CPU thread each unless "
+                                            "OMP_NUM_THREADS is set): rank r makes images r, r+N, ...; the same files "
+                                            "as one process")]
 
 
 def parse_interval(text: str | None) -> tuple[float, float] | None:
@@ -79,15 +82,25 @@ def sample(
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Sample images with their generation record embedded (see `genimage replay`)."""
-    from genimage.pipeline import Pipeline
+    from genimage.cli.launch import maybe_relaunch, worker_device
 
     if num < 1:
         raise GenimageError(f"-n must be at least 1, got {num}")
+    status = maybe_relaunch("sample", nproc)
+    if status is not None:
+        raise typer.Exit(status)
+    from genimage.pipeline import Pipeline
+    from genimage.utils.distributed import finish_process_group, init_process_group
+
+    share = init_process_group()
+    device = worker_device(device)
     config = _direct_family_config(model)
     if config is not None:
-        _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device, watermark)
+        _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device, watermark, share)
+        finish_process_group()
         return
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
@@ -99,7 +112,8 @@ def sample(
         labels = [i % pipe.config.num_classes for i in range(num)]
     prompts = [prompt] * num if prompt is not None else None
     _write(pipe, seeds, labels, prompts, negative, opts, [out_dir / f"{i:04d}.png" for i in range(num)], grid,
-           batch_size)
+           batch_size, share=share)
+    finish_process_group()
 
 
 def _apply_loras(pipe, specs) -> None:
@@ -120,8 +134,11 @@ def _direct_family_config(model: str):
 
 
 def _sample_direct(model: str, config, num: int, seed: int, label: str | None, prompt: str | None, out_dir: Path,
-                   grid: Path | None, device: str = "cpu", watermark: bool = True) -> None:
+                   grid: Path | None, device: str = "cpu", watermark: bool = True,
+                   share: tuple[int, int] = (0, 1)) -> None:
     import time
+
+    from genimage.utils.distributed import gather_sharded, shard
 
     from genimage.families.records import sample_direct
 
@@ -135,22 +152,59 @@ def _sample_direct(model: str, config, num: int, seed: int, label: str | None, p
             labels = [i % config.num_classes for i in range(num)]
         else:
             labels = [_parse_label(config, label)] * num
-    seeds = list(range(seed, seed + num))
+    seeds, paths = list(range(seed, seed + num)), [out_dir / f"{i:04d}.png" for i in range(num)]
+    rank, world = share
+    if world > 1:  # rank r makes images r, r + world, ...
+        seeds, paths = shard(seeds, rank, world), shard(paths, rank, world)
+        labels = shard(labels, rank, world) if labels is not None else None
     t0 = time.perf_counter()
-    images, written = sample_direct(model, seeds, labels, [out_dir / f"{i:04d}.png" for i in range(num)], device,
-                                    watermark)
+    shape = (config.channels, config.image_size, config.image_size)
+    images, written = (sample_direct(model, seeds, labels, paths, device, watermark) if seeds
+                       else (_no_images(shape), []))
     dt = time.perf_counter() - t0
+    if world > 1:
+        images = gather_sharded(images, num, shape, rank, world) if grid is not None else images
+        if rank != 0:
+            return
+        written = [out_dir / f"{i:04d}.png" for i in range(num)]
     if grid is not None:
         from genimage.data.image_io import save_image_grid
 
         save_image_grid(images, grid)
         typer.echo(f"grid: {grid}")
-    typer.echo(f"wrote {out_dir}/ ({len(written)} images, {config.family}) in {dt:.2f}s ({len(written) / dt:.1f} images/s)")
+    procs = f", {world} processes" if world > 1 else ""
+    typer.echo(f"wrote {out_dir}/ ({len(written)} images, {config.family}{procs}) in {dt:.2f}s "
+               f"({len(written) / dt:.1f} images/s)")
 
 
-def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=None) -> None:
+def _pixel_shape(config) -> tuple[int, int, int]:
+    return (config.channels, config.image_size, config.image_size)
+
+
+def _no_images(shape) -> "torch.Tensor":
+    """No images of ``shape`` (a rank without seeds)."""
+    import torch
+
+    return torch.empty((0, *shape))
+
+
+def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=None,
+           share: tuple[int, int] = (0, 1)) -> None:
+    """Generate and save image ``i`` of ``seeds`` to ``paths[i]``; with ``share = (rank, world)``
+    of several processes this rank does images ``rank::world`` and rank 0 reports (and writes the grid)."""
     import time
 
+    from genimage.utils.distributed import gather_sharded, shard
+
+    rank, world = share
+    total = len(seeds)
+    if world > 1:
+        seeds, paths = shard(seeds, rank, world), shard(paths, rank, world)
+        labels, prompts = (None if v is None else shard(v, rank, world) for v in (labels, prompts))
+        if not seeds:  # fewer images than processes
+            if grid is not None:
+                gather_sharded(_no_images(_pixel_shape(pipe.config)), total, _pixel_shape(pipe.config), rank, world)
+            return
     if pipe.conditioner.uses_text:
         pipe.conditioner.text_encoder  # load the encoder before timing generation
     steps = opts.steps if edit is None else edit.steps_to_run(opts.steps)
@@ -162,6 +216,10 @@ def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size
     dt = time.perf_counter() - t0
     records = pipe.records(seeds, labels, prompts, negative, opts, edit=edit)
     written = pipe.save(images, records, paths)
+    if world > 1:
+        images = gather_sharded(images, total, _pixel_shape(pipe.config), rank, world) if grid is not None else images
+        if rank != 0:
+            return
     settings = {k: v for k, v in json.loads(records[0].to_json()).items() if k not in ("seed", "prompt", "label")}
     typer.echo(f"settings: {json.dumps(settings, sort_keys=True)}")
     if grid is not None:
@@ -169,8 +227,9 @@ def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size
 
         save_image_grid(images, grid)
         typer.echo(f"grid: {grid}")
-    where = written[0] if len(written) == 1 else f"{written[0].parent}/ ({len(written)} images)"
-    typer.echo(f"wrote {where} in {dt:.2f}s ({len(written) / dt:.1f} images/s)")
+    where = written[0] if total == 1 else f"{written[0].parent}/ ({total} images" + (
+        f", {world} processes)" if world > 1 else ")")
+    typer.echo(f"wrote {where} in {dt:.2f}s ({total / dt:.1f} images/s)")
 
 
 @handle_errors
@@ -190,9 +249,12 @@ def generate(
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Generate from a prompt (default model: the bundled shapes model)."""
+    from genimage.cli.launch import maybe_relaunch, worker_device
     from genimage.pipeline import Pipeline
+    from genimage.utils.distributed import finish_process_group, init_process_group
 
     if (prompt is None) == (prompts is None):
         raise GenimageError("give either a PROMPT or --prompts FILE")
@@ -208,7 +270,11 @@ def generate(
     else:
         lines = [prompt]
         paths = [output or Path("out.png")]
-    pipe = Pipeline.from_pretrained(model, device=device)
+    status = maybe_relaunch("generate", nproc)
+    if status is not None:
+        raise typer.Exit(status)
+    share = init_process_group()
+    pipe = Pipeline.from_pretrained(model, device=worker_device(device))
     pipe.watermark = watermark
     _apply_loras(pipe, lora)
     if size is not None and size != pipe.config.image_size:
@@ -221,4 +287,5 @@ def generate(
         labels, texts = [_parse_label(pipe.config, ln) for ln in lines], None
     else:
         raise GenimageError("this model is unconditional; use `genimage sample`")
-    _write(pipe, seeds, labels, texts, negative, opts, paths, None, batch_size)
+    _write(pipe, seeds, labels, texts, negative, opts, paths, None, batch_size, share=share)
+    finish_process_group()

@@ -13,6 +13,13 @@ from genimage.cli.common import echo_json, handle_errors, parse_key_values
 from genimage.errors import GenimageError
 
 
+def ckpt_folder(out: Path) -> Path | None:
+    """The newest checkpoint of run folder ``out``."""
+    from genimage.training.checkpoint import find_latest_checkpoint
+
+    return find_latest_checkpoint(out / "checkpoints")
+
+
 def parse_text_layers(value: str | None) -> tuple[int, ...] | None:
     """``--text-layers "0,-1"`` -> ``(0, -1)``; ``None`` stays ``None`` (the last layer)."""
     if value is None:
@@ -74,9 +81,13 @@ def train(
     max_bad_steps: Annotated[int, typer.Option(help="Steps with a NaN/inf or exploding loss or gradient are skipped with a warning; this many in a row stop the run, keeping the last good checkpoint (0 = never stop)")] = 5,
     autoencoder: Annotated[Optional[str], typer.Option(help="Train in this autoencoder's latent space (a --family autoencoder model/run folder; latent diffusion)")] = None,
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder [default: ~/.cache/genimage/latents]")] = None,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step (gradient accumulation): equals a --grad-accum times larger --batch-size")] = 1,
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine, through torchrun (one CPU thread each unless OMP_NUM_THREADS is set); a step then trains on nproc x grad-accum x batch-size images, the same as one process with that batch")] = 1,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
     if lora is not None:
+        if nproc > 1:
+            raise GenimageError("--lora trains in one process; drop --nproc")
         from genimage.interop.lora import train_lora
 
         if not init_from:
@@ -85,6 +96,20 @@ def train(
                             batch_size=batch_size or 4, seed=seed, progress=progress)
         typer.echo(f"wrote {folder}/ (LoRA rank {lora}; apply with --lora {folder})")
         return
+    from genimage.cli.launch import maybe_relaunch
+
+    status = maybe_relaunch("train", nproc)
+    if status is not None:
+        raise typer.Exit(status)
+    from genimage.utils.distributed import env_world
+
+    rank, world, _ = env_world()
+    main_rank = rank == 0
+    if world > 1:  # the process group now, so that rank 0 can build shared caches first
+        import torch
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available())
     from genimage.data.source import open_dataset
     from genimage.models.config import ModelConfig
     from genimage.models.presets import backbone_config
@@ -127,13 +152,19 @@ def train(
             raise GenimageError(f"--autoencoder trains --family diffusion (any --objective) on latents, not {family}")
         from genimage.latent.training import prepare_latent_training
 
-        latent = prepare_latent_training(autoencoder, dataset, out, text_encoder=text_encoder if cond == "text" else None,
-                                         text_max_length=text_max_length, text_layers=layers, cache_dir=latent_cache, progress=progress)
-        typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
-                   f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
-                   + ("" if latent.text is None else
-                      f"; caption states {'hit' if latent.text_hit else 'written'} ({len(latent.text)} prompts)"),
-                   err=True)
+        import contextlib
+
+        first = PartialState().main_process_first() if world > 1 else contextlib.nullcontext()
+        with first:  # rank 0 writes the caches; the others then read them
+            latent = prepare_latent_training(autoencoder, dataset, out, text_encoder=text_encoder if cond == "text" else None,
+                                             text_max_length=text_max_length, text_layers=layers, cache_dir=latent_cache,
+                                             progress=progress and main_rank)
+        if main_rank:
+            typer.echo(f"latent cache {'hit' if latent.cache.hit else 'written'}: {latent.cache.folder} "
+                       f"({len(latent.dataset)} latents of shape {latent.latent_shape}, {latent.cache.seconds:.1f}s)"
+                       + ("" if latent.text is None else
+                          f"; caption states {'hit' if latent.text_hit else 'written'} ({len(latent.text)} prompts)"),
+                       err=True)
     geometry = latent.dataset if latent is not None else dataset  # what the backbone sees
     overrides = parse_key_values(set_, "--set")
     common = dict(image_size=dataset.image_size, channels=dataset.channels, num_classes=num_classes,
@@ -236,41 +267,60 @@ def train(
                      sample_every=sample_every, checkpoint_every=checkpoint_every, tensorboard=tensorboard,
                      progress=progress, max_minutes=max_minutes, compile=compile_,
                      deterministic=deterministic, max_bad_steps=max_bad_steps,
-                     keep_checkpoints=keep_checkpoints)
+                     keep_checkpoints=keep_checkpoints, grad_accum=grad_accum)
     if init_from is not None and not resume:
         mc.training["init_from"] = str(init_from)
-    echo_json("model", mc.to_dict())
-    echo_json("training", dataclasses.asdict(tc))
+    if main_rank:
+        echo_json("model", mc.to_dict())
+        echo_json("training", {**dataclasses.asdict(tc), **({"processes": world} if world > 1 else {})})
     trainer = Trainer(mc, tc, latent.dataset if latent is not None else dataset, out, resume=resume, init_from=init_from)
     if latent is not None:
         latent.install_text_cache(trainer.conditioner)
     elif live_text is not None:  # loaded above for its width; the conditioner need not load it again
         trainer.conditioner._text_encoder = live_text
     out.mkdir(parents=True, exist_ok=True)
-    from genimage.utils.atomic import atomic_write_text
+    if main_rank:  # the run's records: one writer
+        from genimage.utils.atomic import atomic_write_text
 
-    atomic_write_text(out / "run.json", json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)}, indent=2),
-                      what="run record")
-    from genimage.data.manifest import write_manifest
+        atomic_write_text(out / "run.json", json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)},
+                                                       indent=2), what="run record")
+        from genimage.data.manifest import write_manifest
 
-    write_manifest(dataset, out / "dataset_manifest.json")
-    if getattr(dataset, "bad_files", None):
-        dataset.write_bad_files_report(out / "bad_files.tsv")
-        typer.echo(f"skipped {len(dataset.bad_files)} bad files (listed in {out / 'bad_files.tsv'})", err=True)
-    typer.echo(f"parameters: {trainer.parameter_count():,}; "
-               f"starting at step {trainer.step} of {steps}")
+        write_manifest(dataset, out / "dataset_manifest.json")
+        if getattr(dataset, "bad_files", None):
+            dataset.write_bad_files_report(out / "bad_files.tsv")
+            typer.echo(f"skipped {len(dataset.bad_files)} bad files (listed in {out / 'bad_files.tsv'})", err=True)
+        typer.echo(f"parameters: {trainer.parameter_count():,}; "
+                   f"starting at step {trainer.step} of {steps}" + (f" ({world} processes)" if world > 1 else ""))
     import signal
 
     def _stop(signum, frame):  # SIGTERM (kill, job schedulers) ends the run like Ctrl-C: checkpoint first
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    def _stop_together(signum, frame):  # several processes: all stop after the same step, then checkpoint
+        trainer.stop_requested = True
+
+    handler = _stop_together if world > 1 else _stop
+    previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, handler) if world > 1 else None
     try:
         trainer.train()
+        if trainer.stop_requested and trainer.step < steps:
+            if main_rank:
+                folder = ckpt_folder(out)
+                typer.echo(f"\ninterrupted at step {trainer.step}; checkpoint saved to {folder}; continue with --resume",
+                           err=True)
+            raise typer.Exit(130)
     except KeyboardInterrupt:
         folder = trainer.save()
         typer.echo(f"\ninterrupted at step {trainer.step}; checkpoint saved to {folder}; continue with --resume", err=True)
         raise typer.Exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+        if world > 1 and torch.distributed.is_initialized():  # train() ended with a barrier
+            torch.distributed.destroy_process_group()
+    if not main_rank:
+        return
     typer.echo(f"done: {trainer.step} steps in {trainer.wall_time:.0f}s; model: {out} (use --model {out})")

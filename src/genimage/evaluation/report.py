@@ -49,7 +49,7 @@ def load_features(spec: str):
 def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, seed: int = 0, split: str = "train",
                    features: str | None = None, reference_limit: int = 5000, sweep: bool = False,
                    sweep_with: list[tuple[str, str]] | None = None, prompts: int = 0,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   log: Callable[[str], None] = print, share: tuple[int, int] = (0, 1)) -> dict[str, Any] | None:
     """Measure ``model_ref`` against ``data`` and write the report into ``out_dir``.
 
     Args:
@@ -66,6 +66,10 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
             students: 1-4 step points on the same plot).
         prompts: Also measure shapes prompt accuracy on this many prompts per split.
         log: Progress messages.
+        share: ``(rank, world)`` in a process group of ``world`` processes: each draws its
+            share of the samples (:func:`~genimage.evaluation.sampling.draw_samples`) and
+            rank 0 measures and writes the report; the other ranks return ``None``. The
+            sweep and prompt accuracy run in one process only.
     """
     from tqdm import tqdm
 
@@ -76,6 +80,8 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
 
     if n < 2:
         raise GenimageError(f"-n must be at least 2, got {n}")
+    if share[1] > 1 and (sweep or prompts):
+        raise GenimageError("--sweep and --prompts run in one process; drop them or --nproc")
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,8 +104,10 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
         bar.update(k - done["v"])
         done["v"] = k
 
-    samples, secs = draw_samples(lg.model, n, seed, cond, progress=tick)
+    samples, secs = draw_samples(lg.model, n, seed, cond, progress=tick, share=share)
     bar.close()
+    if samples is None:  # another rank measures
+        return None
     labels = torch.tensor(cond) if cfg.num_classes and cond is not None and not cfg.text_encoder else None
     log("measuring FD, KID, precision/recall/density/coverage and memorization")
     quality = evaluate_samples(samples, reference, net, train_images=reference, labels=labels)

@@ -38,18 +38,29 @@ def mean_bits_per_dim(model: GenerativeModel, images: torch.Tensor, batch_size: 
 
 @torch.no_grad()
 def draw_samples(model: GenerativeModel, n: int, seed: int = 0, cond: list | None = None, batch_size: int = 250,
-                 progress: Callable[[int], None] | None = None, **sample_kwargs) -> tuple[torch.Tensor, float]:
+                 progress: Callable[[int], None] | None = None, share: tuple[int, int] = (0, 1),
+                 **sample_kwargs) -> tuple[torch.Tensor | None, float]:
     """``n`` images (image ``i`` from seed ``seed + i``) and the seconds it took.
 
-    ``sample_kwargs`` go to ``model.sample`` (e.g. ``options=`` for diffusion models).
+    ``sample_kwargs`` go to ``model.sample`` (e.g. ``options=`` for diffusion models). With
+    ``share = (rank, world)`` of ``world > 1`` processes (an initialised process group),
+    this process draws images ``rank::world`` and rank 0 receives all ``n`` (the same images
+    as one process, since image ``i`` depends only on its seed); other ranks get ``None``.
     """
+    rank, world = share
+    index = list(range(rank, n, world))
     out = []
     t0 = time.perf_counter()
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        c = cond[start:stop] if cond is not None else None
-        gens = generators_for_seeds(list(range(seed + start, seed + stop)))
-        out.append(model.sample(stop - start, c, gens, **sample_kwargs).float().cpu())
+    for start in range(0, len(index), batch_size):
+        part = index[start:start + batch_size]
+        c = [cond[i] for i in part] if cond is not None else None
+        gens = generators_for_seeds([seed + i for i in part])
+        out.append(model.sample(len(part), c, gens, **sample_kwargs).float().cpu())
         if progress is not None:
-            progress(stop)
-    return torch.cat(out), time.perf_counter() - t0
+            progress(min(n, (start + len(part)) * world))
+    images = torch.cat(out) if out else torch.empty((0, *model.image_shape))
+    if world > 1:
+        from genimage.utils.distributed import gather_sharded
+
+        images = gather_sharded(images, n, tuple(images.shape[1:]) if out else model.image_shape, rank, world)
+    return images, time.perf_counter() - t0

@@ -171,6 +171,15 @@ class GenerativeModel(nn.Module):
         """
         raise NotImplementedError
 
+    def grad_accumulation_problem(self) -> str | None:
+        """Why ``--grad-accum`` would not equal a larger batch for this model, or ``None``.
+
+        The trainer runs :meth:`training_step` once per micro-batch with deferred optimizer
+        steps (``genimage.training.distributed``); that is one large-batch update only when
+        the loss is a mean of per-sample terms and the step makes one update. Default: it is.
+        """
+        return None
+
     def init_for_training(self) -> None:
         """Called once before a fresh (not resumed) run's first step, before the EMA copy is
         taken: e.g. start a distilled student from its teacher's weights."""

@@ -307,6 +307,12 @@ class ConsistencyModel(StudentModel):
             return 1.0 / (cap(t) - cap(s)).clamp(min=1e-12)
         return 1.0 / (t - s)
 
+    def grad_accumulation_problem(self) -> str | None:
+        if self.settings.weighting != "uniform":
+            return (f"the loss is normalised by its batch's mean {self.settings.weighting!r} weight, which differs "
+                    "per micro-batch; use --set weighting=uniform or a larger --batch-size")
+        return None
+
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         x0 = batch["image"]
         b, dev, gen = x0.shape[0], x0.device, ctx.generator

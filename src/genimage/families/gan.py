@@ -341,6 +341,10 @@ class GANModel(GenerativeModel):
         self.generator.update_w_avg(w, labels, self.cfg.w_avg_beta)
         return {"loss": float(g_loss.detach()), **out}
 
+    def grad_accumulation_problem(self) -> str | None:
+        return ("a GAN step updates the discriminator and then trains the generator against the updated "
+                "one, so micro-batches cannot be summed; use a larger --batch-size or more processes")
+
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """One D update then one G update (StyleGAN2's alternating schedule, one step each).
 

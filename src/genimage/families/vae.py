@@ -326,6 +326,12 @@ class VAE(GenerativeModel):
         return mean.clamp(-1.0, 1.0)
 
     # ------------------------------------------------------------------ training
+    def grad_accumulation_problem(self) -> str | None:
+        if self.free_bits > 0:
+            return ("free bits clamp the batch-mean KL per dimension, which is not a mean over micro-batches; "
+                    "use a larger --batch-size or free_bits=0")
+        return None
+
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """Minimise ``-ELBO / D`` (nats per dimension) with optional KL warm-up and free bits."""
         x = batch["image"]
@@ -519,6 +525,10 @@ class KLAutoencoder(GenerativeModel):
         old = 1.0 / float(self.ae.scale_factor) ** 2
         new = var if first else self.scale_momentum * old + (1 - self.scale_momentum) * var
         self.ae.scale_factor.fill_(1.0 / math.sqrt(max(new, 1e-12)))
+
+    def grad_accumulation_problem(self) -> str | None:
+        return ("the autoencoder's latent scale follows each batch's variance and its discriminator steps after "
+                "the autoencoder, so micro-batches are not one larger batch; use a larger --batch-size")
 
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         x = batch["image"]

@@ -5,8 +5,9 @@ progress bar with loss and images/s, optional TensorBoard, and atomic checkpoint
 resume bit for bit on CPU. The loop never branches on the family: the model
 (:class:`~genimage.families.base.GenerativeModel`) creates its optimizers and performs one
 update per batch through a :class:`~genimage.families.base.StepContext`. Distribution
-(torchrun / multi-GPU) goes through accelerate: processes share the data order, draw
-different noise, and average gradients before every optimizer step.
+(torchrun / multi-GPU, through accelerate) and gradient accumulation live in
+:mod:`genimage.training.distributed`: a step of ``P`` processes with ``K`` micro-batches of
+``B`` images equals a one-process step with batch ``P * K * B``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from genimage.errors import GenimageError
 from genimage.families.base import GenerativeModel, StepContext
 from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.training import checkpoint as ckpt
+from genimage.training import distributed
 from genimage.training.ema import EMA
 from genimage.training.guard import DivergenceGuard, SkipStep, TrainingDiverged, gradient_norm, max_abs
 from genimage.utils.diskspace import disk_full_as_error
@@ -55,7 +57,11 @@ def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str, min_ratio
 class TrainConfig:
     """Args:
         steps: Total optimizer steps.
-        batch_size: Images per step (per process).
+        batch_size: Images per step per process and micro-batch: a step trains on
+            ``batch_size * grad_accum * processes`` images.
+        grad_accum: Micro-batches per optimizer step (gradient accumulation); a step with
+            ``grad_accum = K`` equals one with a ``K`` times larger ``batch_size``
+            (``genimage.training.distributed``; refused for families where it would not).
         lr: Peak AdamW learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: Linear learning-rate warm-up length.
@@ -124,9 +130,10 @@ class TrainConfig:
     deterministic: bool = True
     max_bad_steps: int = 5
     explode_factor: float = 1e6
+    grad_accum: int = 1
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size"):
+        for name in ("steps", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise GenimageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -278,7 +285,10 @@ class Trainer:
             self.model.ema_module().compile(backend=COMPILE_BACKEND)
         self.optimizers = self.model.configure_optimizers(train_config.lr, train_config.weight_decay)
         self.ema = EMA(self.model.ema_module(), train_config.ema_decay)
-        self.generator = torch.Generator().manual_seed(train_config.seed * 7919 + 1 + self.acc.process_index)
+        distributed.check_grad_accum(self.model, train_config.grad_accum)
+        # one objective generator on every rank: each takes its rows of the global batch's draws
+        self.generator = torch.Generator().manual_seed(train_config.seed * 7919 + 1)
+        self.stop_requested = False  # set (e.g. by a signal handler) to stop all ranks at the next step
         self.order = DataOrder(len(dataset), train_config.seed)
         self.conditioner = Conditioner(model_config)
         self.step = 0
@@ -327,6 +337,7 @@ class Trainer:
     def _load(self, folder: Path) -> None:
         tensors, meta = ckpt.load_checkpoint(folder)
         state = meta["trainer.json"]
+        distributed.check_resume_world(state, self.acc.num_processes)
         saved_tc = {**dataclasses.asdict(TrainConfig()), **state["train_config"]}  # settings added later: defaults
         free = _RESUME_FREE - ({"steps"} if saved_tc["lr_schedule"] != "constant" else set())  # a decay spans steps
         old = {k: v for k, v in saved_tc.items() if k not in free}
@@ -364,7 +375,7 @@ class Trainer:
     def model_config_snapshot(self) -> ModelConfig:
         mc = dataclasses.replace(self.mc)
         mc.training = {**self.mc.training, "steps": self.step, "batch_size": self.tc.batch_size,
-                       "images_seen": self.step * self.tc.batch_size * self.acc.num_processes,
+                       "images_seen": self.step * self.global_batch,
                        "wall_time_s": round(self.wall_time, 1), "bf16": self.tc.bf16, "seed": self.tc.seed,
                        "lr": self.tc.lr, "ema_decay": self.tc.ema_decay}
         return mc
@@ -393,6 +404,7 @@ class Trainer:
             "wall_time_s": self.wall_time,
             "loss_history": self.history,
             **self.guard.state(),
+            "world_size": self.acc.num_processes,
         }
         json_files["config.json"] = {**self.model_config_snapshot().to_dict(), "format": "genimage-model-1"}
         json_files["trainer.json"] = state
@@ -404,9 +416,15 @@ class Trainer:
         tc = self.tc
         return tc.lr * lr_factor(step, tc.steps, tc.warmup_steps, tc.lr_schedule, tc.min_lr_ratio)
 
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step over all processes and micro-batches."""
+        return self.tc.batch_size * self.tc.grad_accum * self.acc.num_processes
+
     def _next_batch(self) -> dict[str, Any]:
-        world, rank = self.acc.num_processes, self.acc.process_index
-        idx = self.order.take(self.tc.batch_size * world)[rank::world]
+        return self._batch_from(self.order.take(self.tc.batch_size))
+
+    def _batch_from(self, idx: list[int]) -> dict[str, Any]:
         if hasattr(self.dataset, "set_epoch"):  # random crops/flips drawn per (seed, epoch, index)
             self.dataset.set_epoch(self.order.epoch)
         batch = collate([self.dataset[i] for i in idx], self.conditioner)
@@ -421,15 +439,10 @@ class Trainer:
 
         def backward(loss: torch.Tensor) -> None:
             # one process: a non-finite loss skips the step before its backward pass; several: the
-            # gradient check below sees it on every process after the all-reduce (no process waits alone)
+            # gradient check in clip sees it on every process after distributed.sharded_step's all-reduce
             if self.acc.num_processes == 1 and not bool(torch.isfinite(loss.detach()).all()):
                 raise SkipStep(f"the loss is {float(loss.detach().float().sum())}")
             self.acc.backward(loss)
-            if self.acc.num_processes > 1:  # average gradients across processes (data parallel)
-                for p in self.model.parameters():
-                    if p.grad is not None:
-                        torch.distributed.all_reduce(p.grad)
-                        p.grad.div_(self.acc.num_processes)
 
         def clip(parameters) -> None:
             parameters = list(parameters)
@@ -455,10 +468,12 @@ class Trainer:
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-        batch = self._next_batch()
         self.model.train()
         try:
-            metrics = self.model.training_step(batch, self._context())
+            if self.global_batch > self.tc.batch_size:  # several processes or micro-batches
+                metrics = distributed.sharded_step(self)
+            else:
+                metrics = self.model.training_step(self._next_batch(), self._context())
             value = float(metrics["loss"])
             problem = self.guard.loss_problem(value, self.history)
         except SkipStep as exc:
@@ -513,7 +528,8 @@ class Trainer:
         t_window = time.perf_counter()
         deadline = time.perf_counter() + 60 * tc.max_minutes if tc.max_minutes else math.inf
         while self.step < tc.steps:
-            if time.perf_counter() >= deadline:
+            if distributed.any_rank(self.stop_requested or time.perf_counter() >= deadline, self.acc.num_processes,
+                                    self.acc.device):
                 break
             t0 = time.perf_counter()
             loss = self.train_step()
@@ -528,7 +544,7 @@ class Trainer:
             out_of_time = time.perf_counter() >= deadline
             if self.step % tc.log_every == 0 or self.step == tc.steps or (out_of_time and window):
                 elapsed = time.perf_counter() - t_window
-                ips = len(window) * tc.batch_size * self.acc.num_processes / max(elapsed, 1e-9)
+                ips = len(window) * self.global_batch / max(elapsed, 1e-9)
                 mean_loss = sum(window) / len(window)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
                 record = {"step": self.step, "loss": mean_loss, "lr": self._lr(self.step - 1),
