@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 import torch
 from tqdm import tqdm
 
@@ -112,6 +113,18 @@ class ImageRecord:
     label: int | None = None
     caption: str | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+#: Aspect ratio beyond which an item is cut out of the source directly instead of resizing
+#: the whole image first (a 1 x 60000 strip would otherwise become size x 1.9M pixels at 32 px).
+_MAX_ASPECT = 8
+
+
+def _shorter_side_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """The size :func:`~genimage.data.image_io.resize_shorter_side` would give ``(w, h)``."""
+    if min(w, h) == size:
+        return w, h
+    return (size, max(size, round(h * size / w))) if w <= h else (max(size, round(w * size / h)), size)
 
 
 def _sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -430,15 +443,25 @@ class ImageFolderDataset(ImageDataset):
 
     def _make_item(self, index: int, rec: ImageRecord, img: Any) -> DatasetItem:
         s = self.image_size
-        img = resize_shorter_side(img, s)
-        w, h = img.size
+        src_w, src_h = img.size
+        extreme = max(src_w, src_h) > _MAX_ASPECT * min(src_w, src_h)
+        if extreme:  # a thin strip: only the crop's region is resampled, not a size x (size * aspect) image
+            w, h = _shorter_side_size(src_w, src_h, s)
+        else:
+            img = resize_shorter_side(img, s)
+            w, h = img.size
         x, y, do_flip = (w - s) // 2, (h - s) // 2, False
         if self.crop == "random" or self.flip:
             u = torch.rand(3, generator=self.generator(index)).tolist()
             if self.crop == "random":
                 x, y = min(int(u[0] * (w - s + 1)), w - s), min(int(u[1] * (h - s + 1)), h - s)
             do_flip = self.flip and u[2] < 0.5
-        image = pil_to_tensor(img.crop((x, y, x + s, y + s)))
+        if extreme:
+            fx, fy = src_w / w, src_h / h
+            crop = img.resize((s, s), Image.Resampling.BICUBIC, box=(x * fx, y * fy, (x + s) * fx, (y + s) * fy))
+        else:
+            crop = img.crop((x, y, x + s, y + s))
+        image = pil_to_tensor(crop)
         if do_flip:
             image = image.flip(-1)
         item: DatasetItem = {"image": image}

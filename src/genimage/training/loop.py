@@ -478,6 +478,11 @@ class Trainer:
             problem = self.guard.loss_problem(value, self.history)
         except SkipStep as exc:
             problem = str(exc)
+        if self.acc.num_processes > 1:  # every process skips the same steps (losses differ between them)
+            flag = torch.tensor([1.0 if problem else 0.0], device=self.acc.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item() and not problem:
+                problem = "another process had a bad step"
         if problem:
             self._bad_step(problem)
             return None
