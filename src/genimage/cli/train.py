@@ -72,7 +72,7 @@ def train(
     on_bad_file: Annotated[str, typer.Option(help="skip | fail (image folders)")] = "skip",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --out")] = False,
     init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: start a new run from this model's weights (bundled name, model, run or checkpoint folder; same architecture) with fresh optimizer and step count")] = None,
-    lora: Annotated[Optional[int], typer.Option(help="Train a LoRA of this rank on the --init-from model's UNet (a genimage UNet or an imported Stable Diffusion model) instead of a model; writes --out/pytorch_lora_weights.safetensors (diffusers' LoRA layout) for generate --lora")] = None,
+    lora: Annotated[Optional[int], typer.Option(help="Train a LoRA of this rank on the --init-from model's UNet (a genimage text UNet or an imported Stable Diffusion model) instead of a model; writes --out/pytorch_lora_weights.safetensors (diffusers' LoRA layout) for generate --lora (defaults there: --steps 100, --lr 1e-4, --batch-size 4)")] = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the network (faster steps after a compile of seconds to minutes; resume with the same setting)")] = False,
