@@ -18,31 +18,31 @@ from genimage.errors import GenimageError
 @handle_errors
 def edit(
     image: Annotated[Path, typer.Argument(help="Input image (any size: center-cropped and resized to the model's)")],
-    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep")] = None,
+    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep", show_default="none")] = None,
     extend: Annotated[Optional[str], typer.Option(
-        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border; the input shrinks to make room")] = None,
+        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border; the input shrinks to make room", show_default="none")] = None,
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
              "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
     upscale: Annotated[Optional[int], typer.Option(
         help="Super-resolution by FACTOR (pixel models): the input is read at 1/FACTOR of the model's size and the "
-             "output averages back to it over FACTOR x FACTOR blocks (DDNM)")] = None,
+             "output averages back to it over FACTOR x FACTOR blocks (DDNM)", show_default="none")] = None,
     resample: Annotated[int, typer.Option(
         help="Inpaint / outpaint: take each step this many times, re-noising in between (RePaint): the new "
              "region fits the kept one better, at this many times the network evaluations")] = 1,
-    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)", show_default="none: unconditional")] = None,
     label: Annotated[Optional[str], typer.Option(
-        help="Class label or name (class models; without it the edit is unconditional)")] = None,
-    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
+        help="Class label or name (class models; without it the edit is unconditional)", show_default="none")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)", show_default="none")] = None,
     num: Annotated[int, typer.Option("-n", "--num", help="Number of variations (seeds seed .. seed+n-1)")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the first variation")] = 0,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG when -n is 1")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for -n > 1 (0000.png, ...)")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG when -n is 1", show_default="edit.png")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for -n > 1 (0000.png, ...)", show_default="none")] = None,
     model: ModelOpt = "shapes",
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
     bf16: PrecisionOpt = None, device: DeviceOpt = "auto",
-    grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG")] = None,
+    grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG", show_default="none")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
 ) -> None:

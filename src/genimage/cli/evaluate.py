@@ -42,7 +42,7 @@ def prompts(
     seed: Annotated[int, typer.Option(help="Seed of prompts and images")] = 0,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, bf16: PrecisionOpt = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the report as JSON here")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the report as JSON here", show_default="none")] = None,
 ) -> None:
     """Prompt accuracy on the shapes benchmark: count, colour-shape binding, position, overall;
     separately for seen and held-out compositions."""
@@ -93,7 +93,7 @@ def model_report(
     split: Annotated[str, typer.Option(help="Split of a built-in dataset used as reference")] = "train",
     features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH | inception-pytorch-fid:PATH (default: the dataset's)")] = None,
     sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
-    sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)")] = None,
+    sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)", show_default="none")] = None,
     prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,
 ) -> None:
     """Quality report of a model: Fréchet distance, KID, precision/recall/density/coverage,
