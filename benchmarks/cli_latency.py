@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,15 +33,21 @@ COMMANDS = {
 }
 
 
-def _run(src: str, args: list[str], tmp: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
+def _run(src: str, args: list[str], tmp: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one command in a fresh process."""
+    # byte-code is cached (as an installed package has it), in a folder of its own per tree
+    env = {**os.environ, "PYTHONPATH": str(Path(src).resolve()),
+           "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache" / str(abs(hash(src))))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cmd = [sys.executable, "-m", "genimage.cli.main", *[a.format(tmp=tmp) for a in args]]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return dt
+    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _inputs(tmp: str) -> None:
@@ -65,19 +72,23 @@ def main() -> None:
     names = [n for n in COMMANDS if not args.only or any(o in n for o in args.only)]
     with tempfile.TemporaryDirectory() as tmp:
         _inputs(tmp)
+        for src in srcs:  # not timed: writes the byte-code caches
+            _run(src, COMMANDS["edit --help"], tmp)
         times = {(n, s): [] for n in names for s in srcs}
         for name in names:
             for _ in range(args.repeat):
                 for src in srcs:
                     times[name, src].append(_run(src, COMMANDS[name], tmp))
-    head = " | ".join(f"{s}: median (min) s" for s in srcs)
-    print(f"| command | {head} |" + (" ratio |" if len(srcs) > 1 else ""))
+    head = " | ".join(f"{s}: wall median (min), CPU median s" for s in srcs)
+    print(f"| command | {head} |" + (" wall ratio |" if len(srcs) > 1 else ""))
     print("|---|" + "---|" * len(srcs) + ("---|" if len(srcs) > 1 else ""))
     for name in names:
-        meds = [statistics.median(times[name, s]) for s in srcs]
-        cells = " | ".join(f"{m:.2f} ({min(times[name, s]):.2f})" for m, s in zip(meds, srcs))
+        meds = [statistics.median(w for w, _ in times[name, s]) for s in srcs]
+        cells = " | ".join(f"{m:.2f} ({min(w for w, _ in times[name, s]):.2f}), "
+                           f"{statistics.median(c for _, c in times[name, s]):.2f}" for m, s in zip(meds, srcs))
         ratio = f" {meds[0] / meds[-1]:.1f}x |" if len(srcs) > 1 else ""
         print(f"| `genimage {' '.join(COMMANDS[name]).replace('{tmp}/', '')}` | {cells} |{ratio}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"({args.repeat} runs each, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"{os.cpu_count()} CPUs visible)")
 
