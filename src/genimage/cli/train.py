@@ -71,6 +71,8 @@ def train(
     max_minutes: Annotated[float, typer.Option(help="Stop after this many minutes of training (0 = no limit); --resume continues")] = 0.0,
     autoencoder: Annotated[Optional[str], typer.Option(help="Train in this autoencoder's latent space (a --family autoencoder model/run folder; latent diffusion)", show_default="none: pixel space")] = None,
     latent_cache: Annotated[Optional[Path], typer.Option(help="Folder of the latent/text caches for --autoencoder", show_default="~/.cache/genimage/latents")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate/--no-estimate", help="Before training, measure warm-up steps (on copies; the run is unchanged) and print seconds/step, images/s, peak memory and the time the steps need")] = True,
+    ignore_memory: Annotated[bool, typer.Option("--ignore-memory", help="Train even when the estimated peak memory exceeds the available memory")] = False,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
     from genimage.data.source import open_dataset
@@ -243,6 +245,10 @@ def train(
         typer.echo(f"skipped {len(dataset.bad_files)} bad files (listed in {out / 'bad_files.tsv'})", err=True)
     typer.echo(f"parameters: {trainer.parameter_count():,}; "
                f"starting at step {trainer.step} of {steps}")
+    if estimate and not compile_:
+        from genimage.training.estimate import estimate_and_check
+
+        estimate_and_check(trainer, steps, max_minutes, ignore_memory, typer.echo)
     import signal
 
     def _stop(signum, frame):  # SIGTERM (kill, job schedulers) ends the run like Ctrl-C: checkpoint first
