@@ -39,6 +39,7 @@ def test_native_minilm_matches_transformers(folder, max_length, layers):
             want = b[key].tolist() if hasattr(b[key], "tolist") else list(b[key])
             got = a[key].tolist() if hasattr(a[key], "tolist") else list(a[key])
             assert got == [list(r) for r in want], key
+    assert native.tokenizer(PROMPTS[1])["input_ids"] == list(ref.tokenizer(PROMPTS[1])["input_ids"])
     for bf16 in (False, True):
         with warnings.catch_warnings(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             warnings.simplefilter("ignore")  # the truncation warning

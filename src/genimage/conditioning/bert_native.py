@@ -180,18 +180,33 @@ class FastTokenizer:
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_file(str(path))
+        self._folder = Path(path).parent
         self.pad_token = pad_token
         self.pad_token_id = self._tok.token_to_id(pad_token)
         if self.pad_token_id is None:
             raise GenimageError(f"{path}: pad token {pad_token!r} is not in the vocabulary")
         self.padding_side = "right"
 
+    def __len__(self) -> int:
+        """Vocabulary size, added tokens included (as ``len()`` of a transformers tokenizer)."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Copy the tokenizer files into ``folder`` (loadable by transformers' ``AutoTokenizer``)."""
+        import shutil
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+            if (self._folder / name).is_file():
+                shutil.copyfile(self._folder / name, folder / name)
+
     def __call__(self, prompts: list[str], padding: str | bool = False, truncation: bool = False,
                  max_length: int | None = None, return_tensors: str | None = None) -> dict:
         """Token ids and attention masks of ``prompts`` (special tokens added).
 
         Args:
-            prompts: The texts.
+            prompts: The texts (or one text: then flat lists).
             padding: ``"max_length"`` pads every row to ``max_length``; anything else: no padding.
             truncation: Cut rows to ``max_length`` tokens (special tokens included).
             max_length: Row length for padding / truncation.
@@ -207,9 +222,12 @@ class FastTokenizer:
                                length=max_length)
         else:
             tok.no_padding()
-        enc = tok.encode_batch(list(prompts))
+        single = isinstance(prompts, str)  # one text: flat lists, as transformers returns
+        enc = tok.encode_batch([prompts] if single else list(prompts))
         ids = [e.ids for e in enc]
         mask = [e.attention_mask for e in enc]
+        if single and return_tensors != "pt":
+            return {"input_ids": ids[0], "attention_mask": mask[0]}
         if return_tensors == "pt":
             return {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(mask, dtype=torch.long)}
         return {"input_ids": ids, "attention_mask": mask}
