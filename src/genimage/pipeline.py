@@ -174,13 +174,20 @@ def replay(image_path: str | Path, model: str | Path | None = None,
     for entry in record.lora or ():  # LoRAs merged in the recorded order and scale
         applied = pipe.apply_lora(entry["path"], entry["scale"]).loras[-1]
         weights_match = weights_match and applied["sha256"] == entry["sha256"]
-    if pipe.config.image_size != record.width:
+    canvas = (record.edit or {}).get("canvas")  # an edit at the input's own size (genimage.editing.canvas)
+    if canvas is None and pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")
     options = SamplingOptions(sampler=record.sampler, schedule=record.schedule, steps=record.steps,
                               guidance=record.guidance, bf16=record.bf16, extra=record.sampler_options or {},
                               guidance_interval=tuple(record.guidance_interval) if record.guidance_interval else None)
     labels = [record.label] if record.label is not None else None
     prompts = [record.prompt] if record.prompt is not None else None
+    if canvas is not None:
+        from genimage.editing.canvas import canvas_from_record, run_canvas_edit
+
+        edit = canvas_from_record(record.edit, init, mask, pipe.config.image_size, pipe.config.channels)
+        image = run_canvas_edit(pipe, edit, [record.seed], labels, prompts, record.negative, options)[0]
+        return compare_with_png(image, image_path, record, weights_match)
     edit = edit_from_record(record, init, mask, pipe.config) if record.edit else None
     image = pipe(seeds=[record.seed], labels=labels, prompts=prompts, negative=record.negative, options=options,
                  edit=edit)[0]

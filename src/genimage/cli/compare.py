@@ -14,13 +14,13 @@ from genimage.errors import GenimageError
 @handle_errors
 def compare(
     data: Annotated[str, typer.Option(help="Data every model is compared on (builtin:digits, builtin:shapes, a folder)")],
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="NAME=FOLDER of a trained model (repeatable)")] = None,
-    train: Annotated[Optional[list[str]], typer.Option("--train", help="Family to train first with its tiny preset (repeatable): gan | vae | normalizing-flow | diffusion | consistency")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="NAME=FOLDER of a trained model (repeatable)", show_default="none")] = None,
+    train: Annotated[Optional[list[str]], typer.Option("--train", help="Family to train first with its tiny preset (repeatable): gan | vae | normalizing-flow | diffusion | consistency", show_default="none")] = None,
     minutes: Annotated[float, typer.Option(help="Training budget per trained family, minutes")] = 10.0,
     out: Annotated[Path, typer.Option(help="Folder for compare.md/.json/.png, sample grids and trained runs")] = Path("compare"),
     n: Annotated[int, typer.Option("-n", help="Samples per model")] = 1000,
     seed: Annotated[int, typer.Option(help="Image i uses seed SEED+i")] = 0,
-    features: Annotated[Optional[str], typer.Option(help="digits | shapes | folder | inception:PATH | inception-pytorch-fid:PATH")] = None,
+    features: Annotated[Optional[str], typer.Option(help="digits | shapes | folder | inception:PATH | inception-pytorch-fid:PATH", show_default="the dataset's")] = None,
 ) -> None:
     """Train (or load) one model per family on the same data and print one table: Fréchet
     distance, KID, precision/recall, bits/dim where defined, network evaluations per image, images/s."""

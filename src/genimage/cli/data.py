@@ -15,8 +15,10 @@ from typing import Annotated, Optional
 import typer
 
 from genimage.cli.common import handle_errors, parse_key_values
-from genimage.data.image_io import DEFAULT_MAX_PIXELS
 from genimage.errors import GenimageError
+
+#: genimage.data.image_io.DEFAULT_MAX_PIXELS, written out so that `--help` need not import torch (a test checks).
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 
 app = typer.Typer(help="Inspect and describe datasets.", no_args_is_help=True, add_completion=False)
 
@@ -42,15 +44,15 @@ def inspect_command(
     ] = DEFAULT_MAX_PIXELS,
     split: Annotated[str, typer.Option(help="Built-ins: split.")] = "train",
     seed: Annotated[int, typer.Option(help="Built-ins: generation seed.")] = 0,
-    length: Annotated[Optional[int], typer.Option(help="Built-ins: number of items.")] = None,
+    length: Annotated[Optional[int], typer.Option(help="Built-ins: number of items.", show_default="the dataset's")] = None,
     opt: Annotated[
-        Optional[list[str]], typer.Option(help="Built-ins: extra argument KEY=VALUE (repeatable).")
+        Optional[list[str]], typer.Option(help="Built-ins: extra argument KEY=VALUE (repeatable).", show_default="none")
     ] = None,
     manifest: Annotated[
-        Optional[Path], typer.Option(help="Also write the dataset manifest (JSON) to this file.")
+        Optional[Path], typer.Option(help="Also write the dataset manifest (JSON) to this file.", show_default="none")
     ] = None,
     bad_files_report: Annotated[
-        Optional[Path], typer.Option(help="Folders: also write the bad-file list (.jsonl or .tsv).")
+        Optional[Path], typer.Option(help="Folders: also write the bad-file list (.jsonl or .tsv).", show_default="none")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

@@ -10,39 +10,41 @@ import typer
 from genimage.cli.common import handle_errors
 from genimage.cli.sample import (
     DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, LoraOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
-    WatermarkOpt, _apply_loras, _options, _parse_label, _write,
+    WatermarkOpt, _apply_loras, _options, _parse_label,
 )
 from genimage.errors import GenimageError
 
 
 @handle_errors
 def edit(
-    image: Annotated[Path, typer.Argument(help="Input image (any size: center-cropped and resized to the model's)")],
-    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep")] = None,
+    image: Annotated[Path, typer.Argument(help="Input image of any size: the output has its size and aspect (--upscale F: "
+                                               "F times it); the model edits it resized to its own size, or tile by tile")],
+    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep", show_default="none")] = None,
     extend: Annotated[Optional[str], typer.Option(
-        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border; the input shrinks to make room")] = None,
+        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border around the input, at the input's scale", show_default="none")] = None,
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
              "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
     upscale: Annotated[Optional[int], typer.Option(
-        help="Super-resolution by FACTOR (pixel models): the input is read at 1/FACTOR of the model's size and the "
-             "output averages back to it over FACTOR x FACTOR blocks (DDNM)")] = None,
+        help="Super-resolution by FACTOR (pixel models): the output is FACTOR times the input's size; the input is cut "
+             "into overlapping tiles of 1/FACTOR of the model's size, each super-resolved so that it averages back to "
+             "its tile over FACTOR x FACTOR blocks (DDNM), and the tiles are blended", show_default="none")] = None,
     resample: Annotated[int, typer.Option(
         help="Inpaint / outpaint: take each step this many times, re-noising in between (RePaint): the new "
              "region fits the kept one better, at this many times the network evaluations")] = 1,
-    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt (text models)", show_default="none: unconditional")] = None,
     label: Annotated[Optional[str], typer.Option(
-        help="Class label or name (class models; without it the edit is unconditional)")] = None,
-    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
+        help="Class label or name (class models; without it the edit is unconditional)", show_default="none")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)", show_default="none")] = None,
     num: Annotated[int, typer.Option("-n", "--num", help="Number of variations (seeds seed .. seed+n-1)")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the first variation")] = 0,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG when -n is 1")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for -n > 1 (0000.png, ...)")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG when -n is 1", show_default="edit.png")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for -n > 1 (0000.png, ...)", show_default="none")] = None,
     model: ModelOpt = "shapes",
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
     bf16: PrecisionOpt = None, device: DeviceOpt = "auto",
-    grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG")] = None,
+    grid: Annotated[Optional[Path], typer.Option(help="Also write all outputs as one grid PNG", show_default="none")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
@@ -50,7 +52,8 @@ def edit(
     """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
     super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
-    from genimage.editing.spec import build_edit, parse_extend
+    from genimage.editing.canvas import build_canvas_edit
+    from genimage.editing.spec import parse_extend
     from genimage.families.records import is_direct
     from genimage.generation import check_edit
     from genimage.models.config import ModelConfig
@@ -73,10 +76,11 @@ def edit(
     pipe.watermark = watermark
     _apply_loras(pipe, lora)
     cfg = pipe.config
-    spec = build_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=border, upscale=upscale,
-                      strength=strength, resample=resample)
+    canvas = build_canvas_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=border, upscale=upscale,
+                               strength=strength, resample=resample)
+    spec = canvas.spec
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
-    check_edit(spec, num, cfg)
+    check_edit(canvas.batch_spec(num), num * canvas.rows, cfg)
     run = spec.steps_to_run(opts.steps)
     seeds = list(range(seed, seed + num))
     labels = None
@@ -87,7 +91,36 @@ def edit(
     prompts = [prompt] * num if prompt is not None else None
     if pipe.conditioner.uses_text and prompts is None:
         prompts = [""] * num  # unconditional: guidance has nothing to push toward
-    source = f"{cfg.image_size // upscale}px -> {cfg.image_size}px" if upscale else f"at {cfg.image_size}px"
-    typer.echo(f"{spec.mode}: {image} {source}, strength {spec.strength} "
+    typer.echo(f"{spec.mode}: {image} {canvas.describe()}; strength {spec.strength} "
                f"({run} of {opts.steps} {opts.sampler} steps" + (f", each x{resample}" if resample > 1 else "") + ")")
-    _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size, edit=spec)
+    _write_canvas(pipe, canvas, seeds, labels, prompts, negative, opts, paths, grid, batch_size)
+
+
+def _write_canvas(pipe, canvas, seeds, labels, prompts, negative, opts, paths, grid, batch_size) -> None:
+    """Run a canvas edit for every seed, save each output with its record, print what was written."""
+    import json
+    import time
+
+    from genimage.cli.sample import _progress
+    from genimage.editing.canvas import canvas_records, run_canvas_edit
+
+    if pipe.conditioner.uses_text:
+        pipe.conditioner.text_encoder  # load the encoder before timing the edit
+    bar, cb = _progress(canvas.spec.steps_to_run(opts.steps), -(-len(seeds) * canvas.rows // batch_size))
+    t0 = time.perf_counter()
+    images = run_canvas_edit(pipe, canvas, seeds, labels, prompts, negative, opts, batch_size, cb)
+    bar.close()
+    dt = time.perf_counter() - t0
+    records = canvas_records(pipe, canvas, seeds, labels, prompts, negative, opts)
+    written = pipe.save(images, records, paths)
+    settings = {k: v for k, v in json.loads(records[0].to_json()).items() if k not in ("seed", "prompt", "label")}
+    typer.echo(f"settings: {json.dumps(settings, sort_keys=True)}")
+    if grid is not None:
+        import torch
+
+        from genimage.data.image_io import save_image_grid
+
+        save_image_grid(torch.stack(images), grid)
+        typer.echo(f"grid: {grid}")
+    where = written[0] if len(written) == 1 else f"{written[0].parent}/ ({len(written)} images)"
+    typer.echo(f"wrote {where} in {dt:.2f}s ({len(written) / dt:.1f} images/s)")

@@ -42,7 +42,7 @@ def prompts(
     seed: Annotated[int, typer.Option(help="Seed of prompts and images")] = 0,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, bf16: PrecisionOpt = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the report as JSON here")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the report as JSON here", show_default="none")] = None,
     three_object_share: Annotated[float, typer.Option(help="Share of three-object prompts '<A> <rel1> <B> <rel2> <C>' (0: the one/two-object prompts; 1: three-object prompts only)")] = 0.0,
 ) -> None:
     """Prompt accuracy on the shapes benchmark: count, colour-shape binding, position, overall;
@@ -110,7 +110,7 @@ def model_report(
     split: Annotated[str, typer.Option(help="Split of a built-in dataset used as reference")] = "train",
     features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH | inception-pytorch-fid:PATH (default: the dataset's)")] = None,
     sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
-    sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)")] = None,
+    sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)", show_default="none")] = None,
     prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,
     nproc: Annotated[int, typer.Option(help="Draw the samples in N local processes through torchrun (rank r: images r, r+N, ...; the same images as one process); rank 0 measures. Not with --sweep or --prompts")] = 1,
 ) -> None:

@@ -14,11 +14,11 @@ from genimage.cli.common import handle_errors
 @handle_errors
 def replay(
     image: Annotated[Path, typer.Argument(help="A PNG written by genimage")],
-    model: Annotated[Optional[str], typer.Option(help="Use this model instead of the recorded one")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Use this model instead of the recorded one", show_default="the recorded one")] = None,
     device: Annotated[Optional[str], typer.Option(help="Where to regenerate (default: the recorded device type, "
                                                        "where bit-for-bit agreement is expected)")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="For an edited image: the input it was made from")] = None,
-    mask: Annotated[Optional[Path], typer.Option(help="For an inpainted image: its mask")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="For an edited image: the input it was made from", show_default="none")] = None,
+    mask: Annotated[Optional[Path], typer.Option(help="For an inpainted image: its mask", show_default="none")] = None,
 ) -> None:
     """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
     from genimage.families.records import is_direct, replay_direct

@@ -19,7 +19,7 @@ GuidanceOpt = Annotated[Optional[float], typer.Option(help="Classifier-free guid
 IntervalOpt = Annotated[Optional[str], typer.Option(
     help="LO,HI: apply guidance only at path times LO <= t <= HI (t=1 is noise); one network evaluation "
          "instead of two elsewhere (default: the model's)")]
-EtaOpt = Annotated[Optional[float], typer.Option(help="DDIM eta (0 = deterministic, 1 = DDPM)")]
+EtaOpt = Annotated[Optional[float], typer.Option(help="DDIM eta (0 = deterministic, 1 = DDPM)", show_default="0")]
 PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Network precision (default: auto: bf16 only where the hardware makes it fast)")]
 WatermarkOpt = Annotated[bool, typer.Option(
     "--watermark/--no-watermark", help="Mark saved images invisibly (2 of 255 levels; images of at least 3,072 "
@@ -71,13 +71,13 @@ def sample(
     out_dir: Annotated[Path, typer.Option(help="Folder for the PNGs (0000.png, 0001.png, ...)")] = Path("samples"),
     num: Annotated[int, typer.Option("-n", "--num", help="Number of images")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i")] = 0,
-    label: Annotated[Optional[str], typer.Option(help="Class label or class name for every image")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="Text prompt for every image")] = None,
-    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Class label or class name for every image", show_default="classes in turn")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt for every image", show_default="none: unconditional")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt (text models)", show_default="none")] = None,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
     bf16: PrecisionOpt = None,
-    grid: Annotated[Optional[Path], typer.Option(help="Also write all images as one grid PNG")] = None,
+    grid: Annotated[Optional[Path], typer.Option(help="Also write all images as one grid PNG", show_default="none")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
@@ -235,16 +235,16 @@ def _write(pipe, seeds, labels, prompts, negative, opts, paths, grid, batch_size
 @handle_errors
 def generate(
     prompt: Annotated[Optional[str], typer.Argument(help="Prompt (text models) or class label/name (class models)")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG for a single prompt")] = None,
-    prompts: Annotated[Optional[Path], typer.Option(help="File with one prompt per line")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for --prompts output (0000.png, ...)")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output PNG for a single prompt", show_default="out.png")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="File with one prompt per line", show_default="none")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for --prompts output (0000.png, ...)", show_default="none")] = None,
     model: ModelOpt = "shapes",
     seed: Annotated[int, typer.Option(help="Seed of the first image; image i uses seed + i")] = 0,
-    negative: Annotated[Optional[str], typer.Option(help="Negative prompt")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt", show_default="none")] = None,
     sampler: SamplerOpt = None, schedule: ScheduleOpt = None, steps: StepsOpt = None,
     guidance: GuidanceOpt = None, guidance_interval: IntervalOpt = None, eta: EtaOpt = None,
     bf16: PrecisionOpt = None,
-    size: Annotated[Optional[int], typer.Option(help="Image size (must equal the model's)")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Image size (must equal the model's)", show_default="the model's")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per network batch")] = 64,
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,

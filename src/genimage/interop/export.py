@@ -125,7 +125,7 @@ def export_diffusers(model: str | Path, out: str | Path) -> Path:
     kind = check_exportable(ModelConfig.load(resolve_model_folder(model)))
     loaded = load_model(model)
     cfg = loaded.config
-    unet = loaded.denoiser.network.diffusers_model
+    unet = loaded.denoiser.network.use_diffusers()  # diffusers' class, for save_pretrained
     scheduler = diffusers_scheduler_for(cfg, loaded.denoiser.path)
     info = {
         "format": "genimage-export-1", "source": str(loaded.folder), "source_sha256": loaded.weights_sha256,

@@ -38,7 +38,8 @@ ADAPTER = "genimage"
 
 
 def _unet(denoiser):
-    unet = getattr(denoiser.network, "diffusers_model", None)
+    network = denoiser.network
+    unet = network.use_diffusers() if hasattr(network, "use_diffusers") else getattr(network, "diffusers_model", None)
     if unet is None or not hasattr(unet, "add_adapter"):
         raise GenimageError("LoRA needs a text-conditional UNet (diffusers' UNet2DConditionModel: a genimage "
                             "--backbone unet text model or an imported Stable Diffusion model); this model has none")

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -531,14 +532,15 @@ class Trainer:
         window: list[float] = []
         extras: dict[str, list[float]] = {}
         t_window = time.perf_counter()
-        deadline = time.perf_counter() + 60 * tc.max_minutes if tc.max_minutes else math.inf
+        budget = self._budget()  # --max-minutes: whole steps only, the final grid's time kept free
         while self.step < tc.steps:
-            if distributed.any_rank(self.stop_requested or time.perf_counter() >= deadline, self.acc.num_processes,
+            if distributed.any_rank(self.stop_requested or not budget.can_start_step(), self.acc.num_processes,
                                     self.acc.device):
                 break
             t0 = time.perf_counter()
             loss = self.train_step()
             self.wall_time += time.perf_counter() - t0
+            budget.observe(time.perf_counter() - t0)
             if loss is None:  # skipped as bad: no step was made
                 continue
             window.append(loss)
@@ -546,7 +548,7 @@ class Trainer:
                 if k != "loss":
                     extras.setdefault(k, []).append(float(v))
             bar.update(1)
-            out_of_time = time.perf_counter() >= deadline
+            out_of_time = not budget.can_start_step()
             if self.step % tc.log_every == 0 or self.step == tc.steps or (out_of_time and window):
                 elapsed = time.perf_counter() - t_window
                 ips = len(window) * self.global_batch / max(elapsed, 1e-9)
@@ -563,12 +565,24 @@ class Trainer:
                 self.save()
         bar.close()
         self.save()
-        if self.acc.is_main_process:
+        if self.acc.is_main_process and budget.can_sample_grid():
             self.sample_grid()
+        elif self.acc.is_main_process:
+            print(f"final sample grid skipped: it would not fit in --max-minutes {tc.max_minutes:g}", file=sys.stderr)
         if writer is not None:
             writer.close()
         self.acc.wait_for_everyone()
         return self.history
+
+    #: Estimated seconds of one step (set from :func:`genimage.training.estimate.estimate_training`
+    #: before :meth:`train`); ``None``: the first step is measured, not predicted.
+    step_seconds_hint: float | None = None
+
+    def _budget(self):
+        from genimage.training.estimate import Budget, grid_seconds_estimate
+
+        grid_factor = grid_seconds_estimate(1.0, self.tc.batch_size, self.tc.num_sample_images, self.mc.steps)
+        return Budget(self.tc.max_minutes, self.step_seconds_hint, grid_factor)
 
     def _log(self, record: dict[str, Any], writer) -> None:
         if not self.acc.is_main_process:

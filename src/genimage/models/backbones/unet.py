@@ -8,8 +8,9 @@ Sec. 3.3). The backbone's ``c_noise`` is fed as diffusers' ``timestep``, the lab
 ``class_labels`` (one extra embedding row is the null class), the text as
 ``encoder_hidden_states`` with ``encoder_attention_mask``.
 
-diffusers is imported when a :class:`UNet` is built, not when this module is imported
-(importing diffusers' UNets takes ~6 s on the target CPU).
+By default the network is genimage's own copy of diffusers' (``unet_native``: same
+parameters, state-dict keys and bits), so building a UNet does not import diffusers (5-8 s
+on the target CPU); ``UNet(config, impl="diffusers")`` builds diffusers' classes.
 
 fp32 outputs are batch invariant on one machine and thread count: every ``nn.Linear`` of
 the diffusers model becomes a ``BatchInvariantLinear`` and a batch of one is run as a batch
@@ -93,18 +94,38 @@ class UNet(nn.Module):
     """UNet mapping ``(x, c_noise, cond) -> raw output`` (see ``base.Backbone``).
 
     Attributes:
-        diffusers_model: The wrapped ``UNet2DModel`` (no text) or ``UNet2DConditionModel``
-            (text), e.g. for diffusers' pipelines. Its timestep input is our ``c_noise``;
+        diffusers_model: The network: a ``NativeUNet`` or (``impl="diffusers"``) diffusers'
+            ``UNet2DModel`` (no text) / ``UNet2DConditionModel`` (text). Its timestep input is our ``c_noise``;
             with text it needs the null-token substitution of ``self.null_text`` first.
 
     Args:
         config: A :class:`UNetConfig`.
+        impl: ``"native"`` (default): genimage's own copy of the network
+            (:mod:`~genimage.models.backbones.unet_native`: same parameters, names and bits,
+            without importing diffusers); ``"diffusers"``: diffusers' own classes.
     """
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, impl: str = "native") -> None:
         super().__init__()
         self.config = cfg = config
         levels = len(cfg.block_out_channels)
+        if impl not in ("native", "diffusers"):
+            raise GenimageError(f"UNet impl must be 'native' or 'diffusers', got {impl!r}")
+        if impl == "native":
+            from genimage.models.backbones.unet_native import NativeUNet
+
+            heads = tuple(max(ch // cfg.attention_head_dim, 1) for ch in cfg.block_out_channels)
+            self.diffusers_model = NativeUNet(
+                in_channels=cfg.in_channels, block_out_channels=cfg.block_out_channels,
+                layers_per_block=cfg.layers_per_block, attention_levels=cfg.attention_levels,
+                attention_head_dim=cfg.attention_head_dim, heads=heads, norm_num_groups=cfg.norm_num_groups,
+                dropout=cfg.dropout, num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else 0,
+                text_dim=cfg.text_dim)
+            if cfg.text_dim:
+                self.null_text = NullTextToken(cfg.text_dim)
+            make_batch_invariant(self.diffusers_model)
+            self._multiple = 2 ** (levels - 1)
+            return
         common = dict(
             sample_size=cfg.image_size,
             in_channels=cfg.in_channels,
@@ -143,6 +164,22 @@ class UNet(nn.Module):
             )
         make_batch_invariant(self.diffusers_model)  # time-embedding linears see only B rows
         self._multiple = 2 ** (levels - 1)
+
+    def use_diffusers(self) -> nn.Module:
+        """Swap the network for diffusers' own class holding the same weights (for what needs
+        diffusers' methods: LoRA adapters through peft, ``save_pretrained`` on export) and
+        return it; a no-op when it is already diffusers'. Outputs stay the same bits."""
+        from genimage.models.backbones.unet_native import NativeUNet
+
+        native = self.diffusers_model
+        if not isinstance(native, NativeUNet):
+            return native
+        p = next(native.parameters())
+        model = UNet(self.config, impl="diffusers").diffusers_model
+        model.load_state_dict(native.state_dict())
+        model.to(device=p.device, dtype=p.dtype).train(native.training).requires_grad_(p.requires_grad)
+        self.diffusers_model = model
+        return model
 
     def forward(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict[str, torch.Tensor] | None = None
