@@ -77,3 +77,46 @@ def test_random_image_and_sizes():
         D.embed(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), b"gnim")  # 16 blocks < 32 bits
     with pytest.raises(GenimageError, match="RGB uint8"):
         D.embed(img[..., 0], b"gnim")
+
+
+def test_records_of_large_rgb_images_name_both_marks_and_apply_them():
+    import torch
+
+    from genimage.data.types import image_from_uint8, image_to_uint8
+    from genimage.provenance import watermark as wm
+
+    assert "dwtdct" not in wm.record_entry(3, 32, 32) and wm.record_entry(1, 128, 128).get("dwtdct") is None
+    entry = wm.record_entry(3, 128, 128)
+    assert bytes.fromhex(entry["dwtdct"]) == D.default_message(wm.watermark_key())
+    x = image_from_uint8(_photo("astronaut", 128))
+    marked = wm.apply_entry(x, entry)
+    assert torch.equal(marked, wm.apply_entry(x, entry))  # replayable
+    rgb = image_to_uint8(marked)
+    assert D.decode(rgb) == bytes.fromhex(entry["dwtdct"])
+    assert float(wm.detection_scores(marked[None])[0]) > wm.DETECTION_Z  # the pattern survives the second mark
+
+
+def test_watermark_cli_embed_and_detect_both_marks(tmp_path):
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from genimage.cli.main import app
+
+    runner = CliRunner()
+    Image.fromarray(_photo("coffee")).save(tmp_path / "in.png")
+    res = runner.invoke(app, ["watermark", "embed", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
+                              "--message", "hey!"])
+    assert res.exit_code == 0 and "DWT-DCT (message 68657921)" in res.output, res.output
+    res = runner.invoke(app, ["watermark", "detect", "--json", "--message-hex", "68657921",
+                              str(tmp_path / "out.png"), str(tmp_path / "in.png")])
+    marked, plain = (json.loads(line) for line in res.output.strip().splitlines())
+    assert marked["pattern"]["found"] and marked["dwtdct"]["found"] and marked["dwtdct"]["decoded"] == "68657921"
+    assert not plain["pattern"]["found"] and not plain["dwtdct"]["found"]
+    res = runner.invoke(app, ["detect", str(tmp_path / "out.png"), "--message", "hey!"])
+    assert "DWT-DCT mark: found" in res.output and "manifest: absent" in res.output
+    res = runner.invoke(app, ["watermark", "embed", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.gif")])
+    assert res.exit_code == 2 and "error:" in res.output
+    res = runner.invoke(app, ["watermark", "detect", "--message-hex", "zz", str(tmp_path / "in.png")])
+    assert res.exit_code == 2 and "hex digits" in res.output

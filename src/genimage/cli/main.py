@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from genimage import __version__
-from genimage.cli import compare, data, detect, edit, evaluate, keys, replay, sample, serve, train, verify
+from genimage.cli import compare, data, detect, edit, evaluate, keys, replay, sample, serve, train, verify, watermark
 
 app = typer.Typer(help=f"genimage {__version__}: train generative image models and generate images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -21,6 +21,7 @@ app.command("detect")(detect.detect)
 app.command("verify")(verify.verify)
 app.command("sign")(verify.sign)
 app.add_typer(keys.app, name="keys")
+app.add_typer(watermark.app, name="watermark")
 app.add_typer(data.app, name="data")
 app.add_typer(evaluate.app, name="eval")
 

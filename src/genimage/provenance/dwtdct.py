@@ -212,3 +212,19 @@ def score(rgb: np.ndarray, message: bytes, scale: float = SCALE) -> dict:
     bits, _ = decode_bits(rgb, len(want), scale)
     return {"agreement": agree, "z": z, "blocks": int(len(votes)),
             "bit_accuracy": float(np.mean(bits == want)), "decoded": bytes_of(bits).hex()}
+
+
+def parse_message(text: str | None = None, hex_message: str | None = None) -> bytes:
+    """A message from the command line: UTF-8 ``text`` or ``hex_message`` (one of them)."""
+    if text is not None and hex_message is not None:
+        raise GenimageError("give the message as text or as hex, not both")
+    if hex_message is not None:
+        try:
+            out = bytes.fromhex(hex_message)
+        except ValueError:
+            raise GenimageError(f"--message-hex expects hex digits (e.g. 676e696d), got {hex_message!r}") from None
+    else:
+        out = (text or "").encode("utf-8")
+    if not out:
+        raise GenimageError("the watermark message is empty")
+    return out
