@@ -18,7 +18,8 @@ This is genimage's own implementation of the same scheme, written from its descr
    majority over its blocks.
 
 Changing one ``cA`` coefficient by ``d`` is the inverse Haar transform adding ``d/2`` to ``U``
-at its 2x2 pixels, which is what :func:`embed` does; then back to RGB (only B and G change).
+at its 2x2 pixels, which is what :func:`embed` does; then back to RGB (B and G change, keeping
+Y and V; where B saturates, R and G change instead).
 Unlike the library, the detail bands are left as they were (the library passes them back to
 its inverse DWT with the horizontal and vertical bands swapped).
 
@@ -171,6 +172,12 @@ def embed(rgb: np.ndarray, message: bytes, scale: float = SCALE, passes: int = 3
         f = out.astype(np.float64)
         f[..., 2] += 2.032 * du  # B = Y + 2.032 (U - 128)
         f[..., 1] += -0.395 * du  # G = Y - 0.395 (U - 128) - 0.581 (V - 128)
+        f = np.clip(f, 0, 255)
+        # Where B (or G) saturated, move U the other way round: R and G against Y, B fixed
+        # (dU = -0.492 dY; dR = dY keeps V; dG = 1.194 dY), for what clipping cut off.
+        rest = du - (rgb_to_u(f) - rgb_to_u(out.astype(np.float64)))
+        f[..., 0] += -2.032 * rest
+        f[..., 1] += -2.427 * rest
         out = np.clip(np.round(f), 0, 255).astype(np.uint8)
     return out
 
