@@ -9,6 +9,8 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0"
 fi
 python -m pip install -q -e ".[dev]"
+# test-only: invisible-watermark without its declared deps (see pyproject's dev extras)
+python -c "import imwatermark" 2>/dev/null || python -m pip install -q --no-deps "invisible-watermark>=0.2"
 # The page's browser test drives Debian's chromium through playwright-python (from the dev
 # extras; never `playwright install`). Install the browser only when missing and we are root
 # with apt; on failure the test skips with its reason.

@@ -94,7 +94,8 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
              labels: Sequence[int | None] | None = None, prompts: Sequence[str] | None = None,
              negative: str | None = None, options: SamplingOptions | None = None, bf16: bool | None = None,
              batch_size: int = 64, callback: Callable[[dict], None] | None = None,
-             generators: Sequence[torch.Generator] | None = None, edit: "EditSpec | None" = None) -> torch.Tensor:
+             generators: Sequence[torch.Generator] | None = None, edit: "EditSpec | None" = None,
+             noise_mark: dict | None = None) -> torch.Tensor:
     """Generate one image per seed.
 
     Args:
@@ -115,6 +116,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             (:class:`~genimage.editing.spec.EditSpec`: img2img with a strength; inpainting
             with a mask, whose kept pixels are returned exactly as given; super-resolution of
             a low-resolution input; RePaint resampling for the last two).
+        noise_mark: A watermark in the initial noise (:func:`genimage.provenance.noise_mark.apply_entry`).
 
     Returns:
         Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
@@ -157,6 +159,10 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         sl = slice(start, start + batch_size)
         gens = all_gens[sl]
         eps = randn((len(gens), *shape), gens)
+        if noise_mark is not None:
+            from genimage.provenance.noise_mark import apply_entry as mark_noise
+
+            eps = mark_noise(eps, noise_mark)
         x = (float(c0.sigma) * eps).float().to(device)
         if edit is not None:  # the input on the path at the start time, with the image's own noise
             image, mask, known = _edit_start(edit, sl, len(gens), autoencoder, shape, device)

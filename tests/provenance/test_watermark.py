@@ -82,13 +82,16 @@ def test_detect_cli(tmp_path):
     res = runner.invoke(app, ["sample", "--model", "digits", "-n", "1", "--out-dir", str(tmp_path / "d")])
     assert res.exit_code == 0
     res = runner.invoke(app, ["detect", str(tmp_path / "m.png"), str(tmp_path / "u.png"), str(tmp_path / "d" / "0000.png")])
-    lines = res.output.strip().splitlines()
-    assert res.exit_code == 0 and len(lines) == 3, res.output
-    assert "watermark marked" in lines[0] and "record of shapes" in lines[0]
-    assert "watermark not marked" in lines[1] and "too small to carry a mark" in lines[2]
+    reports = res.output.strip().split("\n" + str(tmp_path))
+    assert res.exit_code == 0 and len(reports) == 3, res.output
+    assert "pattern mark: found" in reports[0] and "record: shapes" in reports[0]
+    assert "DWT-DCT mark: cannot be carried" in reports[0]  # 32x32: 16 blocks for 32 bits
+    assert "pattern mark: not found" in reports[1] and "pattern mark: cannot be carried" in reports[2]
+    assert all("manifest: " in r for r in reports)
     res = runner.invoke(app, ["detect", "--json", str(tmp_path / "m.png")])
     info = json.loads(res.output)
-    assert info["watermark"]["verdict"] == "marked" and info["watermark"]["z"] > 3.09 and info["channels"] == 3
+    assert info["marks"]["pattern"]["found"] and info["marks"]["pattern"]["z"] > 3.09 and info["channels"] == 3
+    assert info["marks"]["dwtdct"]["found"] is None and info["record"]["model"] == "shapes"
     (tmp_path / "bad.png").write_bytes(b"nope")
     res = runner.invoke(app, ["detect", str(tmp_path / "bad.png")])
     assert res.exit_code == 2 and "cannot read" in res.output

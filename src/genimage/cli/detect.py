@@ -1,76 +1,60 @@
-"""``genimage detect``: is an image genimage's? Its embedded record, its invisible mark, and
-the learned detector of its domain."""
+"""``genimage detect``: is an image genimage's? Its invisible marks, its signed manifest, its
+embedded record, and the learned detector of its domain."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from genimage.cli.common import handle_errors
 
 
-def inspect_image(path: Path) -> dict:
-    """The record (if any), the watermark test and the learned detector's score of one image file."""
-    import torch
-    from PIL import Image
+def mark_line(name: str, m: dict) -> str:
+    """One line about one mark of :func:`genimage.provenance.marks.find_marks`."""
+    if m["found"] is None:
+        return f"{name}: cannot be carried ({m['how'].split(': ', 1)[-1]})"
+    verdict = "found" if m["found"] else "not found"
+    extra = f", bits {m['bit_accuracy']:.0%} of {m['message']}, decoded {m['decoded']}" if "bit_accuracy" in m else ""
+    key = f", key {m['key_id']}" if "key_id" in m else ""
+    return f"{name}: {verdict} (z = {m['z']:.1f}, p = {m['p']:.1e}{extra}{key}; {m['how'].split(';')[0]})"
 
-    from genimage.data.image_io import BadImageError, load_image, pil_to_tensor
-    from genimage.errors import GenimageError
-    from genimage.provenance.detector import detector_for, p_generated
-    from genimage.provenance.record import read_record
-    from genimage.provenance.watermark import DETECTION_Z, detection_scores, fits, key_id, p_value, watermark_key
 
-    try:
-        with Image.open(path) as im:  # the mark's pattern is per channel: read gray images as gray
-            gray = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image below
-        gray = False
-    try:
-        img, _ = load_image(path, channels=1 if gray else 3)
-    except (BadImageError, OSError) as e:
-        raise GenimageError(f"cannot read {path}: {e}") from None
-    x = pil_to_tensor(img)
-    out: dict = {"image": str(path), "size": [x.shape[2], x.shape[1]], "channels": int(x.shape[0])}
-    try:
-        record = read_record(path)
-        out["record"] = {"model": record.model, "genimage_version": record.genimage_version,
-                         "watermark": record.watermark}
-    except GenimageError:
-        out["record"] = None
-    det = detector_for(*x.shape)
-    out["detector"] = None if det is None else {
-        "name": det.name, "p_generated": round(float(p_generated(x[None], det)[0]), 4)}
-    if not fits(*x.shape):
-        out["watermark"] = {"verdict": "too small to carry a mark", "z": None, "p": None}
-        return out
-    z = float(detection_scores(x[None].to(torch.float32))[0])
-    out["watermark"] = {"z": round(z, 2), "p": p_value(z), "key_id": key_id(watermark_key()),
-                        "verdict": "marked" if z > DETECTION_Z else "not marked"}
-    return out
+def format_report(info: dict) -> str:
+    """The text ``genimage detect`` prints for one :func:`genimage.provenance.inspect.inspect_file` report."""
+    lines = [f"{info['image']} ({info['size'][0]}x{info['size'][1]}, {info['channels']} channel{'s' if info['channels'] > 1 else ''})"]
+    lines.append("  " + mark_line("pattern mark", info["marks"]["pattern"]))
+    lines.append("  " + mark_line("DWT-DCT mark", info["marks"]["dwtdct"]))
+    man = info["manifest"]
+    lines.append(f"  manifest: {man['status']}" + (f" (key {man['key_id']})" if man["key_id"] else "") + f": {man['reason']}")
+    rec = info["record"]
+    lines.append(f"  record: {rec['model']} (genimage {rec['genimage_version']})" if rec else "  record: none")
+    det = info["detector"]
+    lines.append(f"  detector {det['name']}: p(generated) = {det['p_generated']:.3f}" if det
+                 else "  detector: none for this image shape")
+    return "\n".join(lines)
 
 
 @handle_errors
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...)")],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image")] = False,
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, WebP, ...)")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image, one per line")] = False,
+    trusted: Annotated[Optional[Path], typer.Option("--trusted", help="Folder of trusted *.pub keys for the manifest")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", help="DWT-DCT message to look for, as text (default: the key's)")] = None,
+    message_hex: Annotated[Optional[str], typer.Option("--message-hex", help="... or as hex")] = None,
 ) -> None:
-    """Tell whether images come from genimage: the generation record a PNG carries (easy to
-    strip), the invisible watermark in the pixels (z-score of the keyed pattern; marked when
-    p < 0.001; the key is $GENIMAGE_WATERMARK_KEY or the public default), and, for images of
-    a built-in domain's shape (8x8 gray digits, 32x32 RGB shapes), a learned detector's
-    probability that the image is generated."""
+    """Tell whether images come from genimage. Per image: the invisible marks (the keyed
+    pattern's z-score; the DWT-DCT message's block agreement, bit accuracy and decoded bytes;
+    a mark is found when p < 0.001; the key is $GENIMAGE_WATERMARK_KEY or the public default),
+    whether its signed manifest verifies (as `genimage verify`), the generation record a PNG
+    carries (easy to strip or forge), and for images of a built-in domain's shape (8x8 gray
+    digits, 32x32 RGB shapes) a learned detector's probability that the image is generated."""
+    from genimage.provenance.inspect import inspect_file
+    from genimage.provenance.dwtdct import parse_message
+
+    msg = parse_message(message, message_hex) if message is not None or message_hex is not None else None
     for path in images:
-        info = inspect_image(path)
-        if as_json:
-            typer.echo(json.dumps(info, sort_keys=True))
-            continue
-        wm = info["watermark"]
-        mark = wm["verdict"] if wm["z"] is None else f"{wm['verdict']} (z = {wm['z']:.1f}, p = {wm['p']:.1e}, key {wm['key_id']})"
-        rec = info["record"]
-        record = f"record of {rec['model']} (genimage {rec['genimage_version']})" if rec else "no genimage record"
-        det = info["detector"]
-        learned = f"; detector {det['name']}: p(generated) = {det['p_generated']:.3f}" if det else ""
-        typer.echo(f"{path}: watermark {mark}; {record}{learned}")
+        info = inspect_file(path, trusted=trusted, message=msg)
+        typer.echo(json.dumps(info, sort_keys=True) if as_json else format_report(info))

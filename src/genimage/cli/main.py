@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from genimage import __version__
-from genimage.cli import compare, data, detect, edit, evaluate, replay, sample, serve, train
+from genimage.cli import compare, data, detect, edit, evaluate, keys, replay, sample, serve, train, verify, watermark
 from genimage.cli import export as export_cli
 
 app = typer.Typer(help=f"genimage {__version__}: train generative image models and generate images.",
@@ -20,6 +20,10 @@ app.command("compare")(compare.compare)
 app.command("serve")(serve.serve)
 app.command("detect")(detect.detect)
 app.command("export")(export_cli.export)
+app.command("verify")(verify.verify)
+app.command("sign")(verify.sign)
+app.add_typer(keys.app, name="keys")
+app.add_typer(watermark.app, name="watermark")
 app.add_typer(data.app, name="data")
 app.add_typer(evaluate.app, name="eval")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from genimage.data.image_io import tensor_to_pil
 from genimage.errors import GenimageError
@@ -111,17 +111,15 @@ def save_png(image: torch.Tensor, path: str | Path, record: GenerationRecord) ->
 
 def png_bytes(image: torch.Tensor, record: GenerationRecord) -> bytes:
     """The PNG file :func:`save_png` writes, in memory (the web service sends these): the
-    image, marked as ``record.watermark`` says, with the record embedded."""
-    import io
-
+    image, marked as ``record.watermark`` says, with the record embedded, and a signed
+    provenance manifest when a signing key is configured (:mod:`genimage.provenance.manifest`)."""
+    from genimage.provenance.keys import configured_signer
+    from genimage.provenance.manifest import encode_signed
     from genimage.provenance.watermark import apply_entry
 
     image = apply_entry(image, record.watermark)
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt(PNG_KEY, record.to_json())
-    buf = io.BytesIO()
-    tensor_to_pil(image).save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    text = record.to_json()
+    return encode_signed(tensor_to_pil(image), "PNG", json.loads(text), configured_signer(), png_text={PNG_KEY: text})
 
 
 def read_record(path: str | Path) -> GenerationRecord:

@@ -98,10 +98,17 @@ def detection_scores(images: torch.Tensor, key: str | None = None) -> torch.Tens
 
 def record_entry(channels: int, height: int, width: int, enabled: bool = True) -> dict | None:
     """What a generation record says of the mark of an image of this shape: the key id and
-    strength, or ``None`` (marking off, or an image too small to carry it)."""
+    strength, or ``None`` (marking off, or an image too small to carry it). RGB images of at
+    least 128x128 pixels (:func:`genimage.provenance.dwtdct.fits`) also get ``dwtdct``: the hex
+    message of the invisible-watermark-compatible mark, applied after the pattern."""
+    from genimage.provenance import dwtdct
+
     if not enabled or not fits(channels, height, width):
         return None
-    return {"key_id": key_id(watermark_key()), "strength": DEFAULT_STRENGTH}
+    entry = {"key_id": key_id(watermark_key()), "strength": DEFAULT_STRENGTH}
+    if channels == 3 and dwtdct.fits(height, width):  # large RGB images also carry the DWT-DCT mark
+        entry["dwtdct"] = dwtdct.default_message(watermark_key()).hex()
+    return entry
 
 
 def apply_entry(image: torch.Tensor, entry: dict | None) -> torch.Tensor:
@@ -112,7 +119,14 @@ def apply_entry(image: torch.Tensor, entry: dict | None) -> torch.Tensor:
     if entry.get("key_id") != key_id(key):
         raise GenimageError(f"this record's watermark used key id {entry.get('key_id')}, not the current key's "
                             f"{key_id(key)}; set {KEY_ENV} to the key it was made with")
-    return embed(image, key, int(entry.get("strength", DEFAULT_STRENGTH)))
+    marked = embed(image, key, int(entry.get("strength", DEFAULT_STRENGTH)))
+    if entry.get("dwtdct"):
+        from genimage.data.types import image_from_uint8, image_to_uint8
+        from genimage.provenance import dwtdct
+
+        rgb = dwtdct.embed(image_to_uint8(marked), bytes.fromhex(entry["dwtdct"]))
+        marked = image_from_uint8(rgb)
+    return marked
 
 
 def p_value(z: float) -> float:
