@@ -41,9 +41,9 @@ def format_report(info: dict) -> str:
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, WebP, ...)")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image, one per line")] = False,
-    trusted: Annotated[Optional[Path], typer.Option("--trusted", help="Folder of trusted *.pub keys for the manifest")] = None,
+    trusted: Annotated[Optional[Path], typer.Option("--trusted", help="Folder of trusted *.pub keys for the manifest", show_default="$GENIMAGE_TRUSTED_KEYS or ~/.config/genimage/keys/trusted")] = None,
     message: Annotated[Optional[str], typer.Option("--message", help="DWT-DCT message to look for, as text (default: the key's)")] = None,
-    message_hex: Annotated[Optional[str], typer.Option("--message-hex", help="... or as hex")] = None,
+    message_hex: Annotated[Optional[str], typer.Option("--message-hex", help="... or as hex", show_default="none")] = None,
 ) -> None:
     """Tell whether images come from genimage. Per image: the invisible marks (the keyed
     pattern's z-score; the DWT-DCT message's block agreement, bit accuracy and decoded bytes;

@@ -25,7 +25,7 @@ WatermarkOpt = Annotated[bool, typer.Option(
     "--watermark/--no-watermark", help="Mark saved images invisibly (2 of 255 levels; images of at least 3,072 "
                                        "pixel values, e.g. 32x32 RGB; `genimage detect` finds it)")]
 LoraOpt = Annotated[Optional[list[str]], typer.Option(
-    "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)")]
+    "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)", show_default="none")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
                                              "Noise is seeded on the CPU; images match bit for bit on the same device type")]
 NprocOpt = Annotated[int, typer.Option(help="Processes on this machine, through torchrun (one CPU thread each unless "

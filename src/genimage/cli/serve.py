@@ -16,12 +16,12 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     model: Annotated[str, typer.Option(help="Default model of requests that name none")] = "shapes",
     model_dir: Annotated[Optional[list[str]], typer.Option(
-        "--model-dir", help="Also serve the model (or training run) in FOLDER as NAME: NAME=FOLDER; repeatable")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="GENIMAGE_API_TOKEN", show_default=False,
+        "--model-dir", help="Also serve the model (or training run) in FOLDER as NAME: NAME=FOLDER; repeatable", show_default="none: the bundled models")] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="GENIMAGE_API_TOKEN", show_default="none: $GENIMAGE_API_TOKEN",
                                                  help="Bearer token every route but /api/health needs "
                                                       "(required off loopback; at least 16 characters)")] = None,
     allowed_host: Annotated[Optional[list[str]], typer.Option(
-        "--allowed-host", help="Another Host name (NAME or NAME:PORT) to answer to, e.g. behind a proxy; repeatable")] = None,
+        "--allowed-host", help="Another Host name (NAME or NAME:PORT) to answer to, e.g. behind a proxy; repeatable", show_default="none")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
     max_images: Annotated[int, typer.Option(help="Most images one request may ask for")] = 16,
     max_steps: Annotated[int, typer.Option(help="Most sampler steps one request may ask for")] = 200,

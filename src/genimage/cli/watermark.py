@@ -27,7 +27,7 @@ def embed(
     output: Annotated[Path, typer.Option("-o", "--output", help="Marked copy (.png keeps the mark exactly; .jpg/.webp weaken it)")],
     method: Annotated[str, typer.Option(help="both | pattern (keyed +-1 pattern) | dwtdct (invisible-watermark compatible)")] = "both",
     message: Annotated[Optional[str], typer.Option(help="DWT-DCT message as text (default: 4 bytes of the key's hash)")] = None,
-    message_hex: Annotated[Optional[str], typer.Option(help="... or as hex")] = None,
+    message_hex: Annotated[Optional[str], typer.Option(help="... or as hex", show_default="none")] = None,
     strength: Annotated[int, typer.Option(help="Pattern strength in 8-bit levels", min=1, max=16)] = 2,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality", min=1, max=100)] = 95,
 ) -> None:
@@ -74,7 +74,7 @@ def embed(
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Image files")],
     message: Annotated[Optional[str], typer.Option(help="DWT-DCT message to look for, as text (default: the key's)")] = None,
-    message_hex: Annotated[Optional[str], typer.Option(help="... or as hex")] = None,
+    message_hex: Annotated[Optional[str], typer.Option(help="... or as hex", show_default="none")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image")] = False,
 ) -> None:
     """Look for both marks (found when p < 0.001). `genimage detect` reports these together

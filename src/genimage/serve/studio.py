@@ -426,17 +426,18 @@ class Studio:
 
     def detect(self, image: bytes) -> dict[str, Any]:
         """What ``genimage detect`` says of an uploaded image: its record (if any), the
-        invisible mark's test and the learned detector's p(generated)."""
+        invisible marks, whether its signed manifest verifies (against the server's trusted
+        keys) and the learned detector's p(generated)."""
         import tempfile
 
-        from genimage.cli.detect import inspect_image
+        from genimage.provenance.inspect import inspect_file
 
         self.image_size(image, "image")
         with self._decode, tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "upload"
             path.write_bytes(image)
             try:
-                out = inspect_image(path)
+                out = inspect_file(path)
             except GenimageError:
                 raise GenimageError("image: cannot read the upload as an image") from None
         out.pop("image", None)
