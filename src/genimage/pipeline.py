@@ -198,15 +198,10 @@ def edit_from_record(record: GenerationRecord, init: str | Path | None, mask: st
                      config) -> EditSpec:
     """The :class:`EditSpec` an edited image was made with, rebuilt from its input files and
     checked against the record's sha256 of the input (and mask) pixels."""
-    from genimage.editing.spec import build_edit
+    from genimage.editing.spec import build_edit, require_edit_inputs
 
     info = record.edit or {}
-    mode = info.get("mode", "img2img")
-    if init is None:
-        need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
-        raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
-    if mode == "inpaint" and mask is None:
-        raise GenimageError("this image is an inpainting edit; pass --mask MASK as well as --init")
+    mode = require_edit_inputs(info, init, mask)
     spec = build_edit(init, config.image_size, config.channels, mask=mask if mode == "inpaint" else None,
                       extend=tuple(info["extend"]) if mode == "outpaint" else None,
                       upscale=int(info["factor"]) if mode == "upscale" else None,

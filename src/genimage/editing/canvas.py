@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from genimage.editing.spec import EditSpec, _read, pixels_sha256
+from genimage.editing.spec import EditSpec, _read, pixels_sha256, require_edit_inputs
 from genimage.errors import GenimageError
 
 
@@ -287,12 +287,7 @@ def canvas_from_record(info: dict[str, Any], init: str | Path | None, mask: str 
                        channels: int) -> CanvasEdit:
     """The :class:`CanvasEdit` an image's record (``edit`` entry with ``canvas``) was made
     with, rebuilt from its input files and checked against the recorded sha256s."""
-    mode = info.get("mode", "img2img")
-    if init is None:
-        need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
-        raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
-    if mode == "inpaint" and mask is None:
-        raise GenimageError("this image is an inpainting edit; pass --mask MASK as well as --init")
+    mode = require_edit_inputs(info, init, mask)
     canvas = info["canvas"]
     edit = build_canvas_edit(init, image_size, channels, mask=mask if mode == "inpaint" else None,
                              extend=tuple(info["extend"]) if mode == "outpaint" else None,

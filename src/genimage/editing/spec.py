@@ -193,6 +193,18 @@ def load_mask(source: str | Path | bytes, image_size: int) -> torch.Tensor:
     return mask
 
 
+def require_edit_inputs(info: dict[str, Any], init, mask) -> str:
+    """The mode of a recorded edit (``info``, a record's ``edit`` entry), after checking that
+    replay was given the input (``init``) and, for inpainting, the ``mask`` it needs."""
+    mode = info.get("mode", "img2img")
+    if init is None:
+        need = "--init IMAGE --mask MASK" if mode == "inpaint" else "--init IMAGE"
+        raise GenimageError(f"this image is an edit ({mode}); pass {need}: the input(s) it was made from")
+    if mode == "inpaint" and mask is None:
+        raise GenimageError("this image is an inpainting edit; pass --mask MASK as well as --init")
+    return mode
+
+
 def parse_extend(text: str) -> tuple[int, int, int, int]:
     """``"L,T,R,B"`` (or one number for all four sides) -> four non-negative pixel counts."""
     parts = [p.strip() for p in text.split(",")]
