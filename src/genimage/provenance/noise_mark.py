@@ -72,12 +72,9 @@ def apply_entry(eps: torch.Tensor, entry: dict | None) -> torch.Tensor:
     """The initial noise as a record's ``noise`` entry says (``None``: unchanged)."""
     if not entry:
         return eps
-    from genimage.provenance.watermark import KEY_ENV, key_id, watermark_key
+    from genimage.provenance.watermark import recorded_key
 
-    key = watermark_key()
-    if entry.get("key_id") != key_id(key):
-        raise GenimageError(f"this record's noise watermark used key id {entry.get('key_id')}, not the current "
-                            f"key's {key_id(key)}; set {KEY_ENV} to the key it was made with")
+    key = recorded_key(entry, "noise watermark")
     if entry.get("method") != METHOD:
         raise GenimageError(f"unknown noise watermark {entry.get('method')!r}; this genimage knows {METHOD}")
     return shade(eps, key, bytes.fromhex(entry["message"]))

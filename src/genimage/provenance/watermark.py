@@ -111,14 +111,21 @@ def record_entry(channels: int, height: int, width: int, enabled: bool = True) -
     return entry
 
 
+def recorded_key(entry: dict, what: str = "watermark") -> str:
+    """The current key, checked against the ``key_id`` of a record's ``what`` entry (a clear
+    error, naming :data:`KEY_ENV`, when the record was marked with another key)."""
+    key = watermark_key()
+    if entry.get("key_id") != key_id(key):
+        raise GenimageError(f"this record's {what} used key id {entry.get('key_id')}, not the current key's "
+                            f"{key_id(key)}; set {KEY_ENV} to the key it was made with")
+    return key
+
+
 def apply_entry(image: torch.Tensor, entry: dict | None) -> torch.Tensor:
     """``image`` marked as a record's ``watermark`` entry says (unchanged for ``None``)."""
     if not entry:
         return image
-    key = watermark_key()
-    if entry.get("key_id") != key_id(key):
-        raise GenimageError(f"this record's watermark used key id {entry.get('key_id')}, not the current key's "
-                            f"{key_id(key)}; set {KEY_ENV} to the key it was made with")
+    key = recorded_key(entry)
     marked = embed(image, key, int(entry.get("strength", DEFAULT_STRENGTH)))
     if entry.get("dwtdct"):
         from genimage.data.types import image_from_uint8, image_to_uint8
