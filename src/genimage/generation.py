@@ -139,7 +139,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     shape = (config.channels, config.image_size, config.image_size)
     autoencoder = None
     if config.autoencoder:
-        from genimage.latent.autoencoder import attached_autoencoder, decode_latents
+        from genimage.latent.autoencoder import attached_autoencoder
 
         autoencoder = attached_autoencoder(denoiser)
         if autoencoder is None or not config.latent_shape:
@@ -177,7 +177,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         with autocast:
             x = plan.sample(sampler, model, x, ctx, callback)
         if autoencoder is not None:
-            x = decode_latents(autoencoder, x.float())
+            x = plan.decode(autoencoder, x.float())
         check_generated(x.float())  # a diverged model: an error, not black or grey images
         out.append(plan.finish(x.float().clamp(-1, 1).cpu(), ctx))
     return torch.cat(out)
