@@ -1,4 +1,4 @@
-"""``genimage edit``: img2img, inpainting and outpainting of an input image."""
+"""``genimage edit``: img2img, inpainting, outpainting (beyond the canvas) and super-resolution of an input image."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from genimage.errors import GenimageError
 
 @handle_errors
 def edit(
-    image: Annotated[Path, typer.Argument(help="Input image of any size: the output has its size and aspect (--upscale F: "
-                                               "F times it); the model edits it resized to its own size, or tile by tile")],
+    image: Annotated[Path, typer.Argument(help="Input image of any size: the output has its size and aspect (--extend: larger "
+                                               "by the border; --upscale F: F times it); the model edits it resized to its "
+                                               "own size, window by window, or tile by tile")],
     mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep", show_default="none")] = None,
     extend: Annotated[Optional[str], typer.Option(
         help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border around the input, at the input's "
