@@ -113,11 +113,14 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         edit: Edit an input image instead of generating from noise
             (:class:`~genimage.editing.spec.EditSpec`: img2img with a strength; inpainting
             with a mask, whose kept pixels are returned exactly as given; super-resolution of
-            a low-resolution input; RePaint resampling for the last two).
+            a low-resolution input; RePaint resampling for the last two; outpainting of a
+            canvas larger than the model, painted by windows, with ``window_overlap`` set).
+            The edit plan (:mod:`genimage.editing.plan`) builds the start state and the
+            model wrappers of every edit kind.
         noise_mark: A watermark in the initial noise (:func:`genimage.provenance.noise_mark.apply_entry`).
 
     Returns:
-        Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
+        Images ``(N, C, H, W)`` in ``[-1, 1]``, float32 (a canvas edit's ``H x W`` is its canvas').
     """
     options = options or SamplingOptions.defaults(config)
     if bf16 is not None:
