@@ -293,6 +293,9 @@ class Studio:
                 warnings.simplefilter("ignore")
                 with Image.open(io.BytesIO(data)) as im:
                     w, h = im.size
+        except Image.DecompressionBombError:  # PIL's own cap (over 2 x its MAX_IMAGE_PIXELS), read from the header
+            raise GenimageError(f"{what}: its header declares more pixels than PIL opens; this service accepts at "
+                                f"most {self.limits.max_pixels} pixels per image") from None
         except Exception:  # noqa: BLE001 - any failure to read a header means "not an image"
             raise GenimageError(f"{what}: cannot read the upload as an image (PNG, JPEG, WebP, ...)") from None
         if w * h > self.limits.max_pixels:
