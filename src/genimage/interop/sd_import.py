@@ -110,6 +110,10 @@ def check_single_file(path: Path) -> Path:
     from genimage.utils.weights import sniff_weights_format
 
     kind = sniff_weights_format(path)
+    if kind == "safetensors":
+        from genimage.utils.weights import validate_safetensors_file
+
+        validate_safetensors_file(path)  # header against the file, before safetensors' own reader
     if kind in ("pickle", "zip-pickle"):
         raise GenimageError(f"{path} is a pickle checkpoint ({path.suffix or 'no extension'}): genimage loads only "
                             f".safetensors (unpickling can run code); convert it in a trusted session, e.g. "
@@ -135,6 +139,20 @@ def check_single_file(path: Path) -> Path:
                             f"config.json, tokenizer/ and scheduler/ of the same architecture (weights not needed)")
     check_pipeline_folder(config_dir)
     return path
+
+
+def check_folder_content(folder: Path) -> None:
+    """Refuse a Stable Diffusion folder (or the folder around a single file) that holds
+    anything that could run code when a library reads it, *by content*: a pickle file
+    whatever its name (also one beside good safetensors weights, or named
+    ``.safetensors``), a file with a pickle extension that is not safetensors, a ``*.py``
+    file, an ``auto_map`` / ``trust_remote_code`` / ``custom_pipelines`` entry in any JSON
+    file (``model_index.json``, a part's ``config.json``, ``tokenizer_config.json``), or a
+    malformed safetensors header. One line, before diffusers or transformers open a file
+    (:func:`genimage.utils.model_folders.check_transformers_folder`)."""
+    from genimage.utils.model_folders import check_transformers_folder
+
+    check_transformers_folder(folder, "Stable Diffusion model")
 
 
 def _file_keys(path: Path) -> list[str]:
@@ -166,6 +184,7 @@ def sd_model_config(source: str | Path) -> ModelConfig:
     else:
         check_single_file(source)
     cdir = config_dir_of(source)
+    check_folder_content(cdir)
     unet = _read_json(cdir / "unet" / "config.json", "the UNet config (unet/config.json)")
     _check_unet_config(unet, str(cdir / "unet"))
     vae = _read_json(cdir / "vae" / "config.json", "the VAE config (vae/config.json)")
