@@ -62,7 +62,7 @@ def serve(
                     max_upload_bytes=int(max_upload_mb * 1024 * 1024), header_seconds=header_timeout,
                     body_seconds=body_timeout)
     studio = Studio(model, device, watermark=watermark, model_dirs=dirs, limits=limits)
-    studio.pipeline(None)  # load the default model now: a bad name fails here, not on the first request
+    studio.pipeline(None, startup=True)  # load the default model now: a bad name fails here, not on the first request
     app = create_app(studio, policy)
     jobs = app.state.jobs
 
