@@ -132,3 +132,13 @@ def test_a_good_single_file_in_a_folder_that_asks_for_code_is_refused(sd, tmp_pa
     assert Pipeline.from_pretrained(single) is not None  # loads before the edit
     _CODE_CASES[case](folder)
     _refused(single, tmp_path / "sentinel", cli=False)
+
+
+def test_info_shows_a_clean_folder_and_single_file(sd, tmp_path):
+    """The positive control of the CLI cases above (``info`` used to answer every SD model
+    with ``unknown backbone 'sd-unet'``)."""
+    folder = shutil.copytree(sd[0], tmp_path / "m")
+    single = Path(shutil.copy(sd[1], folder / "tiny-sd.safetensors"))
+    for source in (folder, single):
+        res = runner.invoke(app, ["info", str(source)])
+        assert res.exit_code == 0 and "parameters: " in res.output and '"backbone": "sd-unet"' in res.output, res.output

@@ -246,6 +246,11 @@ def _variant(path: Path) -> str | None:
     return "fp16" if path.name.endswith(".fp16.safetensors") else None
 
 
+def sd_weight_files(source: Path) -> list[Path]:
+    """The weight files of ``source``: the single file, or the folder's three parts' files."""
+    return [source] if source.is_file() else [_part_weights(source, part) for part in ("unet", "vae", "text_encoder")]
+
+
 def weights_sha256(source: Path) -> str:
     """sha256 identifying the weights of ``source`` (see the module docstring)."""
     from genimage.utils.weights import sha256_file
