@@ -9,6 +9,10 @@ checkpoints remain. Runs with --keep-checkpoints 2 and 1 alternate between famil
 
 Usage:
     nice python scripts/reliability_kill.py [--kills 20] [--families diffusion,gan,...] [--steps 40]
+
+Families (tests/kill_harness.py FAMILY_ARGS): diffusion (flow matching), gan, vae, normalizing-flow,
+autoencoder, consistency (consistency training), consistency-distill and reflow (teacher: the
+bundled digits model).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from kill_harness import FAMILY_ARGS, run_campaign  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs per family (half of them inside a save)")
-    ap.add_argument("--families", default=",".join(f for f in FAMILY_ARGS if f != "consistency"))
+    ap.add_argument("--families", default=",".join(FAMILY_ARGS), help=f"comma-separated, of {', '.join(FAMILY_ARGS)}")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)

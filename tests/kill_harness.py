@@ -27,7 +27,12 @@ FAMILY_ARGS = {
     "vae": ["--family", "vae", "--preset", "tiny"],
     "normalizing-flow": ["--family", "normalizing-flow", "--preset", "tiny"],
     "autoencoder": ["--family", "autoencoder", "--preset", "tiny", "--cond", "none"],
-    "consistency": ["--family", "consistency", "--preset", "ct-tiny"],
+    "consistency": ["--family", "consistency", "--preset", "ct-tiny"],  # consistency training (no teacher)
+    # the families that learn from a teacher (the bundled digits flow): a teacher's ODE step per
+    # training step (consistency distillation), and a pair pool generated before training and
+    # kept in every checkpoint (reflow)
+    "consistency-distill": ["--family", "consistency", "--teacher", "digits"],
+    "reflow": ["--family", "reflow", "--teacher", "digits", "--set", "pairs=32"],
 }
 
 

@@ -220,7 +220,7 @@ def _copy(folder: Path, dest: Path) -> Path:
     ("sdxl_index", "SDXL is not supported"),
     ("sdxl_unet", "SDXL is not supported"),
     ("inpainting_unet", "inpainting / depth / instruct checkpoint) is not supported"),
-    ("pickle_unet", "has only pickle weights"),
+    ("pickle_unet", "is a pickle file"),
     ("no_unet_weights", "the unet weights are missing"),
 ])
 def test_a_broken_or_unsupported_folder_gives_one_clear_error(sd, tmp_path, breakage, message):

@@ -133,6 +133,28 @@ def test_training_refuses_payloads_as_init_teacher_autoencoder_and_resume_state(
     assert not sentinel.exists()
 
 
+@pytest.mark.parametrize("kind", ["os.system-protocol0", "os.system-protocol4", "torch.save-zip"])
+def test_a_payload_named_config_json_or_trainer_json_is_refused(tiny_model_dir, tmp_path, kind):
+    """A binary pickle where a JSON file belongs (found by this matrix: a non-UTF-8 config.json
+    gave a UnicodeDecodeError traceback on every path, a damaged trainer.json one on --resume)."""
+    sentinel = tmp_path / "sentinel"
+    payload = payloads(sentinel)[kind]
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run)
+    step = ckpt.find_latest_checkpoint(run / "checkpoints")
+    good = (step / "config.json").read_bytes()
+    (step / "config.json").write_bytes(payload)
+    for args in (["info", str(run)], ["sample", "--model", str(run), "-n", "1", "--out-dir", str(tmp_path / "o")],
+                 ["serve", "--model-dir", f"evil={run}", "--device", "cpu"]):
+        _one_error_line(runner.invoke(app, args), "is not valid JSON")
+    (step / "config.json").write_bytes(good)
+    (step / "trainer.json").write_bytes(payload)
+    with pytest.raises(GenimageError, match="trainer.json is not valid JSON") as info:
+        Trainer(ModelConfig.load(step), tiny_train_config(12), tiny_dataset(), run, resume=True)
+    assert "\n" not in str(info.value)
+    assert not sentinel.exists()
+
+
 @pytest.mark.parametrize("name", ["model.pt", "model.ckpt", "model.bin"])
 def test_pickle_named_weights_next_to_a_config_are_never_read(tiny_model_dir, tmp_path, name):
     sentinel = tmp_path / "sentinel"

@@ -44,9 +44,19 @@ def info(model: Annotated[str, typer.Argument(help="Bundled model name, model fo
     from genimage.families.io import load_generator
     from genimage.models.config import WEIGHTS_FILE
 
-    loaded = load_generator(model)
-    params = sum(p.numel() for p in loaded.model.parameters())
-    size = (loaded.folder / WEIGHTS_FILE).stat().st_size
+    from genimage.interop.sd_import import is_sd_source, sd_weight_files
+    from genimage.models.io import resolve_model_folder
+
+    if is_sd_source(resolve_model_folder(model)):  # a Stable-Diffusion-format model: its UNet counts
+        from genimage.models.io import load_model
+
+        loaded = load_model(model)
+        params = sum(p.numel() for p in loaded.denoiser.parameters())
+        size = sum(f.stat().st_size for f in sd_weight_files(loaded.folder))
+    else:
+        loaded = load_generator(model)
+        params = sum(p.numel() for p in loaded.model.parameters())
+        size = (loaded.folder / WEIGHTS_FILE).stat().st_size
     typer.echo(f"folder: {loaded.folder}")
     typer.echo(f"parameters: {params:,}  weights: {size / 1e6:.2f} MB  sha256: {loaded.weights_sha256}")
     typer.echo(f"training steps: {loaded.config.training.get('steps', 'unknown')}")

@@ -29,6 +29,10 @@ def serve(
     max_seconds: Annotated[float, typer.Option(help="Wall time after which a running job fails")] = 300.0,
     queue_size: Annotated[int, typer.Option(help="Jobs that may wait; more get 429 with Retry-After")] = 32,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload request (image, mask and fields) in MB")] = 8.0,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's headers "
+                                                       "(slow clients get 408 and are disconnected)")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's body after "
+                                                     "its headers (then 408)")] = 60.0,
     watermark: Annotated[bool, typer.Option("--watermark/--no-watermark",
                                             help="Mark returned images invisibly where they are large enough")] = True,
 ) -> None:
@@ -55,9 +59,10 @@ def serve(
         dirs[name] = folder
     policy = AccessPolicy.for_bind(host, port, token=token or None, extra_hosts=allowed_host or [])
     limits = Limits(max_images=max_images, max_steps=max_steps, max_nfe=max_nfe, max_seconds=max_seconds, queue_size=queue_size,
-                    max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+                    max_upload_bytes=int(max_upload_mb * 1024 * 1024), header_seconds=header_timeout,
+                    body_seconds=body_timeout)
     studio = Studio(model, device, watermark=watermark, model_dirs=dirs, limits=limits)
-    studio.pipeline(None)  # load the default model now: a bad name fails here, not on the first request
+    studio.pipeline(None, startup=True)  # load the default model now: a bad name fails here, not on the first request
     app = create_app(studio, policy)
     jobs = app.state.jobs
 
@@ -69,4 +74,8 @@ def serve(
     typer.echo(f"genimage serve: http://{host}:{port}/ (default model {model}, {device_name(studio.device)}; "
                f"models {', '.join(studio.catalog)}{'; token required' if policy.token else ''}); "
                "API schema at /openapi.json; Ctrl-C stops", err=False)
-    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)).run()
+    from genimage.serve.protocol import read_deadline_protocol
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                          timeout_keep_alive=min(5, max(1, int(header_timeout))),
+                          http=read_deadline_protocol(header_timeout))).run()

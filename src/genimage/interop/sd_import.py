@@ -112,6 +112,10 @@ def check_single_file(path: Path) -> Path:
     from genimage.utils.weights import sniff_weights_format
 
     kind = sniff_weights_format(path)
+    if kind == "safetensors":
+        from genimage.utils.weights import validate_safetensors_file
+
+        validate_safetensors_file(path)  # header against the file, before safetensors' own reader
     if kind in ("pickle", "zip-pickle"):
         raise GenimageError(f"{path} is a pickle checkpoint ({path.suffix or 'no extension'}): genimage loads only "
                             f".safetensors (unpickling can run code); convert it in a trusted session, e.g. "
@@ -137,6 +141,20 @@ def check_single_file(path: Path) -> Path:
                             f"config.json, tokenizer/ and scheduler/ of the same architecture (weights not needed)")
     check_pipeline_folder(config_dir)
     return path
+
+
+def check_folder_content(folder: Path) -> None:
+    """Refuse a Stable Diffusion folder (or the folder around a single file) that holds
+    anything that could run code when a library reads it, *by content*: a pickle file
+    whatever its name (also one beside good safetensors weights, or named
+    ``.safetensors``), a file with a pickle extension that is not safetensors, a ``*.py``
+    file, an ``auto_map`` / ``trust_remote_code`` / ``custom_pipelines`` entry in any JSON
+    file (``model_index.json``, a part's ``config.json``, ``tokenizer_config.json``), or a
+    malformed safetensors header. One line, before diffusers or transformers open a file
+    (:func:`genimage.utils.model_folders.check_transformers_folder`)."""
+    from genimage.utils.model_folders import check_transformers_folder
+
+    check_transformers_folder(folder, "Stable Diffusion model")
 
 
 def _file_keys(path: Path) -> list[str]:
@@ -169,6 +187,7 @@ def sd_config_fields(source: str | Path) -> dict[str, Any]:
     else:
         check_single_file(source)
     cdir = config_dir_of(source)
+    check_folder_content(cdir)
     unet = _read_json(cdir / "unet" / "config.json", "the UNet config (unet/config.json)")
     _check_unet_config(unet, str(cdir / "unet"))
     vae = _read_json(cdir / "vae" / "config.json", "the VAE config (vae/config.json)")
@@ -228,6 +247,11 @@ def _part_weights(folder: Path, part: str) -> Path:
 
 def _variant(path: Path) -> str | None:
     return "fp16" if path.name.endswith(".fp16.safetensors") else None
+
+
+def sd_weight_files(source: Path) -> list[Path]:
+    """The weight files of ``source``: the single file, or the folder's three parts' files."""
+    return [source] if source.is_file() else [_part_weights(source, part) for part in ("unet", "vae", "text_encoder")]
 
 
 def weights_sha256(source: Path) -> str:

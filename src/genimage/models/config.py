@@ -116,9 +116,9 @@ class ModelConfig:
                 return cls(**sd_config_fields(folder))
             raise GenimageError(f"{folder} is not a genimage model folder: {CONFIG_FILE} is missing")
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise GenimageError(f"{path} is not valid JSON: {exc}") from None
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # also a binary file (a pickle) named config.json
+            raise GenimageError(f"{path} is not valid JSON: {str(exc).splitlines()[0][:120]}") from None
         config = cls.from_dict(data)
         if config.autoencoder:
             config.autoencoder = str(locate_autoencoder(Path(folder), config.autoencoder))

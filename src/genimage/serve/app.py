@@ -153,7 +153,8 @@ def create_app(studio: Studio | None = None, policy: AccessPolicy | None = None,
     app.state.studio, app.state.jobs, app.state.policy = studio, jobs, policy
     upload_cap = lim.max_upload_bytes
     app.add_middleware(BodyCap, json_cap=lim.max_body_bytes, upload_cap=upload_cap,
-                       upload_paths=frozenset({"/api/edit", "/api/jobs/edit", "/api/jobs/replay", "/api/detect"}))
+                       upload_paths=frozenset({"/api/edit", "/api/jobs/edit", "/api/jobs/replay", "/api/detect"}),
+                       body_seconds=lim.body_seconds)
     app.add_middleware(Guard, policy=policy)  # added last: runs first
 
     @app.exception_handler(GenimageError)

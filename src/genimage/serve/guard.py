@@ -21,6 +21,7 @@ reach (the CSRF chain of CVE-2024-10481 and its bypasses):
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -185,17 +186,23 @@ class BodyCap:
     """ASGI middleware capping request bodies: ``upload_cap`` bytes on the multipart routes
     ``upload_paths``, ``json_cap`` elsewhere. A declared ``Content-Length`` over the cap is
     refused at once; otherwise bytes are counted as they stream in and reading stops with a
-    413 as soon as the cap is passed (nothing larger is ever held in memory).
+    413 as soon as the cap is passed (nothing larger is ever held in memory). A body that has
+    not arrived completely ``body_seconds`` after the request's headers is answered 408 and
+    its connection closed (a client trickling its upload; see :mod:`genimage.serve.protocol`).
 
     Args:
         app: The ASGI app.
         json_cap: Largest body of the other routes, in bytes.
         upload_cap: Largest body of an upload route, in bytes.
         upload_paths: The upload routes.
+        body_seconds (float | None): Deadline for the whole body in seconds; ``None`` (the
+            default): none.
     """
 
-    def __init__(self, app, json_cap: int, upload_cap: int, upload_paths: frozenset[str]) -> None:
+    def __init__(self, app, json_cap: int, upload_cap: int, upload_paths: frozenset[str],
+                 body_seconds: float | None = None) -> None:
         self.app, self.json_cap, self.upload_cap, self.upload_paths = app, json_cap, upload_cap, upload_paths
+        self.body_seconds = body_seconds
 
     def message(self) -> str:
         return (f"the request body is too large: this service takes at most {self.json_cap} bytes of JSON and "
@@ -214,13 +221,22 @@ class BodyCap:
             await send(start)
             await send(body)
             return
-        seen = 0
+        seen, complete = 0, False
+        deadline = None if self.body_seconds is None else asyncio.get_running_loop().time() + self.body_seconds
 
         async def counted():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete or deadline is None:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0))
+                except TimeoutError:
+                    raise HTTPException(408, f"the request body did not arrive within {self.body_seconds:g} seconds",
+                                        headers={"connection": "close"}) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > cap:
                     raise HTTPException(413, self.message())
             return message

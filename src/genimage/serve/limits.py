@@ -31,6 +31,11 @@ class Limits:
         decode_concurrency: Uploaded images decoded at the same time (bounds their memory).
         queue_size: Jobs waiting to run; one more gets 429 with ``Retry-After``.
         keep_jobs: Finished jobs kept for ``GET /api/jobs/{id}`` (oldest dropped first).
+        header_seconds: A request's headers must be complete this many seconds after its
+            connection opened (or the previous response on it ended), else 408 and the
+            connection is closed (slow clients; :mod:`genimage.serve.protocol`).
+        body_seconds: A request's body must be complete this many seconds after its
+            headers, else 408 and the connection is closed.
     """
 
     max_images: int = 16
@@ -45,6 +50,8 @@ class Limits:
     decode_concurrency: int = 2
     queue_size: int = 32
     keep_jobs: int = 256
+    header_seconds: float = 10.0
+    body_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import logging
 import re
 import threading
 import time
@@ -204,9 +205,17 @@ class Studio:
             out[name] = resolved
         return out
 
-    def pipeline(self, model: str | None):
+    def pipeline(self, model: str | None, *, startup: bool = False):
         """The loaded pipeline of ``model`` (a name from the list; least recently used ones
-        are dropped)."""
+        are dropped).
+
+        Args:
+            model (str | None): A served model's name; ``None``: the default model.
+            startup (bool): Called by the operator (``genimage serve`` before it listens):
+                a model that cannot be loaded raises the loader's own message. Otherwise
+                (default, a request) the client gets a message without the server's paths,
+                and the loader's message goes to the server's log.
+        """
         from genimage.pipeline import Pipeline
 
         name = self.default_model if model is None else model
@@ -215,7 +224,14 @@ class Studio:
                                 "(GET /api/models describes them)")
         with self._lock:
             if name not in self._pipes:
-                self._pipes[name] = Pipeline.from_pretrained(self.catalog[name], device=self.device)
+                try:
+                    self._pipes[name] = Pipeline.from_pretrained(self.catalog[name], device=self.device)
+                except GenimageError as exc:
+                    if startup:
+                        raise
+                    logging.getLogger("genimage.serve").warning("model %s cannot be loaded: %s", name, exc)
+                    raise GenimageError(f"model {name!r} cannot be loaded: the service refused its files or they are "
+                                        "damaged (the server's log says why)") from None
                 while len(self._pipes) > self.cache_size:
                     self._pipes.popitem(last=False)
             self._pipes.move_to_end(name)
@@ -293,6 +309,9 @@ class Studio:
                 warnings.simplefilter("ignore")
                 with Image.open(io.BytesIO(data)) as im:
                     w, h = im.size
+        except Image.DecompressionBombError:  # PIL's own cap (over 2 x its MAX_IMAGE_PIXELS), read from the header
+            raise GenimageError(f"{what}: its header declares more pixels than PIL opens; this service accepts at "
+                                f"most {self.limits.max_pixels} pixels per image") from None
         except Exception:  # noqa: BLE001 - any failure to read a header means "not an image"
             raise GenimageError(f"{what}: cannot read the upload as an image (PNG, JPEG, WebP, ...)") from None
         if w * h > self.limits.max_pixels:

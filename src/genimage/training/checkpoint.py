@@ -172,8 +172,16 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], d
     if not (folder / "trainer.json").is_file():
         raise GenimageError(f"{folder} is not a complete genimage checkpoint (trainer.json missing)")
     tensors = {p.name: load_safetensors(p) for p in sorted(folder.glob("*.safetensors"))}
-    meta = {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    meta = {p.name: _read_json(p) for p in sorted(folder.glob("*.json"))}
     return tensors, meta
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GenimageError(f"{path} is not valid JSON ({str(exc).splitlines()[0][:120]}): the checkpoint is damaged; "
+                            f"resume from another one or start again") from None
 
 
 def rng_state_tensors(objective_generator: torch.Generator) -> dict[str, torch.Tensor]:
