@@ -78,12 +78,10 @@ def test_label_search_reads_the_mark_of_guided_class_conditional_samples():
     assert float(found["agreement"].mean()) > float(missed["agreement"].mean()) + 0.1
 
 
-def test_label_search_needs_class_labels(tiny_model_dir):
+def test_label_search_needs_class_labels():
     from genimage.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(tiny_model_dir)
-    if pipe.conditioner.uses_labels:
-        pytest.skip("the tiny test model is class-conditional")
+    pipe = Pipeline.from_pretrained("shapes")  # text-conditioned: no class labels
     with pytest.raises(GenimageError, match="class-conditional"):
         N.detect(pipe, torch.zeros(1, pipe.config.channels, pipe.config.image_size, pipe.config.image_size),
                  label_search=True)
