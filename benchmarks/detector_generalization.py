@@ -39,6 +39,11 @@ Detectors (``--methods``):
   generalize across generative models"), which probes frozen CLIP features;
 * ``frozen+fft``: that probe on the frozen features concatenated with the standardised
   log-spectrum;
+* ``frozen+knn``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``) on
+  the frozen features plus six distances to the 1,200 real training digits (log distance to
+  the 1st, 5th and 20th nearest, in pixels and in the frozen features; a real training image
+  leaves itself out). Small generators sit too close to their training set (memorisation) or
+  too far from it, in either direction, which a linear probe cannot express;
 * ``grid``: a logistic regression on one hand-made number, the mean distance of the pixels
   from the real digits' 17-level grid: the storage cue alone (with ``--levels 17`` it is 0 for
   every image, so chance).
@@ -71,7 +76,7 @@ from genimage.metrics.features import FeatureNetConfig, SmallCNN, load_feature_n
 
 BUNDLED = {"diffusion": "digits", "consistency": "digits-2step"}
 ORDER = ["gan", "vae", "normalizing-flow", "diffusion", "consistency", "reflow"]
-METHODS = ["cnn", "cnn+aug", "fft", "fft+aug", "frozen", "frozen+fft", "grid"]
+METHODS = ["cnn", "cnn+aug", "fft", "fft+aug", "frozen", "frozen+fft", "frozen+knn", "grid"]
 N_TRAIN, N_VAL, N_TEST, TEST_SEED0 = 1200, 300, 297, 100_000
 
 
@@ -208,6 +213,32 @@ def train_probe(x: torch.Tensor, y: torch.Tensor, *, fft: bool, seed: int, net):
     return lambda images: clf.decision_function(inputs(images))
 
 
+def knn_distances(images: torch.Tensor, ref: torch.Tensor, net, self_ref: bool = False) -> torch.Tensor:
+    """``(N, 6)`` log distances of ``images`` to their 1st, 5th and 20th nearest ``ref`` image, in
+    pixels and in ``net``'s features; ``self_ref``: ``images`` is ``ref`` (skip the zero self-distance)."""
+    cols = []
+    for a, b in ((images.flatten(1), ref.flatten(1)), (net.features(images), net.features(ref))):
+        d = torch.cdist(a, b)
+        if self_ref:
+            d = d + torch.eye(len(a)) * 1e9
+        v = d.topk(20, largest=False).values
+        cols += [v[:, k].clamp(min=1e-3).log() for k in (0, 4, 19)]
+    return torch.stack(cols, 1)
+
+
+def train_knn(x: torch.Tensor, y: torch.Tensor, *, seed: int, net, ref: torch.Tensor):
+    """Boosted trees on the frozen features and :func:`knn_distances` (``x[:len(ref)]`` is ``ref``)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    def inputs(images: torch.Tensor, self_ref: bool = False) -> np.ndarray:
+        return torch.cat([net.features(images), knn_distances(images, ref, net, self_ref)], 1).numpy()
+
+    n = len(ref)
+    feats = np.concatenate([inputs(x[:n], self_ref=True), inputs(x[n:])])
+    clf = HistGradientBoostingClassifier(max_iter=200, class_weight="balanced", random_state=seed).fit(feats, y.numpy())
+    return lambda images: clf.decision_function(inputs(images))
+
+
 def grid_distance(images: torch.Tensor) -> torch.Tensor:
     """``(N, 1)`` mean distance of the pixels from the 17-level grid of the real digits, in levels."""
     v = (images.clamp(-1, 1) + 1) * 8
@@ -262,6 +293,8 @@ def main() -> None:
         y = torch.cat([torch.zeros(len(real_tr), dtype=torch.long), torch.ones(len(fx), dtype=torch.long)])
         if method == "grid":
             score = train_grid(x, y, seed=seed)
+        elif method == "frozen+knn":
+            score = train_knn(x, y, seed=seed, net=net, ref=real_tr)
         elif method.startswith("frozen"):
             score = train_probe(x, y, fft="fft" in method, seed=seed, net=net)
         else:
