@@ -213,7 +213,7 @@ def main() -> None:
             if not s[k]:
                 out[k] = []
             elif name in REGENERATE:
-                out[k] = regenerate(pipe, s[k], s[cap], REGENERATE[name], 10_000 * (tag + 1))
+                out[k] = regenerate(pipe, s[k], s[cap][:len(s[k])], REGENERATE[name], 10_000 * (tag + 1))
             else:
                 out[k] = [np.asarray(ATTACKS[name](Image.fromarray(a), 1000 * tag + i).convert("RGB"))
                           for i, a in enumerate(s[k])]
