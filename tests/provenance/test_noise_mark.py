@@ -53,3 +53,35 @@ def test_generation_hook_and_ode_inversion_round_trip(tiny_model_dir):
     assert float(missed["z"].abs().max()) < 4 and float(missed["agreement"].mean()) < 0.6
     with pytest.raises(GenimageError, match="key id"):
         N.apply_entry(torch.zeros(1, 1, 8, 8), {**entry, "key_id": "0" * 16})
+
+
+def test_label_search_reads_the_mark_of_guided_class_conditional_samples():
+    """The bundled digits model samples with guidance 2 and a label the detector does not know:
+    inverting once per class with guidance finds the mark (and mostly the class); every marked
+    sample scores above every unmarked sample of the same seeds (64 noise elements: the
+    threshold must be calibrated, benchmarks/noise_watermark_pixel.py)."""
+    from genimage.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained("digits")
+    key = wm.watermark_key()
+    entry = {"method": N.METHOD, "key_id": wm.key_id(key), "message": MSG.hex()}
+    seeds = list(range(10))
+    args = dict(seeds=seeds, labels=seeds, options=pipe.options(bf16=False))
+    d = pipe.loaded.denoiser
+    marked = generate(d, pipe.config, pipe.conditioner, noise_mark=entry, **args)
+    plain = generate(d, pipe.config, pipe.conditioner, **args)
+    q = lambda x: ((x + 1) * 127.5).round() / 127.5 - 1  # noqa: E731 - saved as 8-bit
+    found = N.detect(pipe, q(marked), message=MSG, label_search=True)
+    missed = N.detect(pipe, q(plain), message=MSG, label_search=True)
+    assert float(found["z"].min()) > float(missed["z"].max())
+    assert float((found["label"] == torch.tensor(seeds)).float().mean()) >= 0.7
+    assert float(found["agreement"].mean()) > float(missed["agreement"].mean()) + 0.1
+
+
+def test_label_search_needs_class_labels():
+    from genimage.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained("shapes")  # text-conditioned: no class labels
+    with pytest.raises(GenimageError, match="class-conditional"):
+        N.detect(pipe, torch.zeros(1, pipe.config.channels, pipe.config.image_size, pipe.config.image_size),
+                 label_search=True)
