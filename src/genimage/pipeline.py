@@ -169,6 +169,10 @@ def replay(image_path: str | Path, model: str | Path | None = None,
             from; checked against the sha256 in the record.
     """
     record = read_record(image_path)
+    from genimage.editing.superres import is_superres_record, replay_superres
+
+    if is_superres_record(record):  # made by a trained upscaler, not by this pipeline's edit path
+        return replay_superres(record, image_path, model, device, init)
     pipe = Pipeline.from_pretrained(model or record.model, device=replay_device(record, image_path, device))
     weights_match = pipe.loaded.weights_sha256 == record.model_sha256
     for entry in record.lora or ():  # LoRAs merged in the recorded order and scale

@@ -48,9 +48,13 @@ def edit(
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
+    upscaler: Annotated[Optional[str], typer.Option(
+        help="--upscale with a trained upscaler (genimage train --family superres) or 'ddnm' (DDNM with --model)",
+        show_default="--model if it is an upscaler; else the bundled photos-x4 (x4, RGB, tiles of 16 -> 64 px) "
+                     "when --model is a latent model such as the default shapes; else ddnm")] = None,
 ) -> None:
     """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
-    super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
+    super-resolution (--upscale: a trained upscaler, or DDNM with a pixel-space --model). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
     from genimage.editing.canvas import build_canvas_edit
     from genimage.editing.spec import parse_extend
@@ -64,6 +68,21 @@ def edit(
         raise GenimageError(f"-n must be at least 1, got {num}")
     border = parse_extend(extend) if extend is not None else None
     family = ModelConfig.load(resolve_model_folder(model)).family
+    from genimage.cli.upscale import choose_upscaler, run_upscaler
+
+    chosen = choose_upscaler(model, family, upscale, upscaler)
+    if chosen is not None:  # a trained superres model (genimage.editing.superres)
+        if num > 1 and out_dir is None:
+            raise GenimageError("-n > 1 needs --out-dir")
+        if mask is not None or extend is not None:
+            raise GenimageError("give one of --mask (inpaint), --extend (outpaint) or --upscale, not several")
+        paths = [output or Path("edit.png")] if num == 1 and out_dir is None else \
+            [out_dir / f"{i:04d}.png" for i in range(num)]  # type: ignore[operator]
+        run_upscaler(chosen, image, upscale, strength=strength, resample=resample, prompt=prompt, label=label,
+                     negative=negative, guidance=guidance, guidance_interval=guidance_interval, eta=eta, lora=lora,
+                     steps=steps, sampler=sampler, schedule=schedule, seeds=list(range(seed, seed + num)),
+                     paths=paths, grid=grid, batch_size=batch_size, device=device, watermark=watermark)
+        return
     if is_direct(family):
         raise GenimageError(f"editing needs a diffusion or flow model (it noises and denoises the input); "
                             f"{model} is a {family} model")

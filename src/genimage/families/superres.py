@@ -187,7 +187,8 @@ class SuperResModel(GenerativeModel):
 
     @torch.no_grad()
     def upscale(self, low: torch.Tensor, generators: Sequence[torch.Generator], *, steps: int | None = None,
-                sampler: str | None = None, schedule: str | None = None, callback=None) -> torch.Tensor:
+                sampler: str | None = None, schedule: str | None = None, consistent: bool = False,
+                callback=None) -> torch.Tensor:
         """Super-resolve low-resolution windows.
 
         Args:
@@ -196,6 +197,8 @@ class SuperResModel(GenerativeModel):
             steps: Sampling steps (default: the config's).
             sampler: Sampler name (default: the config's).
             schedule: Timestep schedule name (default: the config's).
+            consistent: Project every clean estimate so that its ``F x F`` block means equal
+                ``low`` (DDNM's rule, :class:`~genimage.editing.known_region.LowResolutionDenoiser`).
             callback: Called after every sampler step (see :mod:`genimage.samplers`).
 
         Returns:
@@ -219,7 +222,12 @@ class SuperResModel(GenerativeModel):
         eps = randn((low.shape[0], c, size, size), list(generators))
         x = (float(c0.sigma) * eps).float().to(self.device)
         cond = {"lowres": upsample(low.to(self.device), self.factor)}
-        x = SAMPLERS.get(sampler or cfg.sampler)(self.denoiser, x, timesteps, cond=cond, generator=list(generators),
+        model = self.denoiser
+        if consistent:
+            from genimage.editing.known_region import LowResolutionDenoiser
+
+            model = LowResolutionDenoiser(model, low.to(self.device), self.factor)
+        x = SAMPLERS.get(sampler or cfg.sampler)(model, x, timesteps, cond=cond, generator=list(generators),
                                                  callback=callback)
         check_generated(x.float())
         return x.float().clamp(-1, 1).cpu()
