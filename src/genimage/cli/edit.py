@@ -52,9 +52,20 @@ def edit(
         help="--upscale with a trained upscaler (genimage train --family superres) or 'ddnm' (DDNM with --model)",
         show_default="--model if it is an upscaler; else the bundled photos-x4 (x4, RGB, tiles of 16 -> 64 px) "
                      "when --model is a latent model such as the default shapes; else ddnm")] = None,
+    style: Annotated[Optional[Path], typer.Option(
+        help="Style transfer: give the input the style of this image (AdaIN in an autoencoder; any sizes; "
+             "deterministic)", show_default="none")] = None,
+    style_strength: Annotated[float, typer.Option(help="--style: 0 keeps the input's feature statistics, 1 takes "
+                                                       "the style image's")] = 1.0,
+    style_method: Annotated[str, typer.Option(help="--style: AdaIN of pixels | latent | decoder (every decoder "
+                                                   "stage; see BENCHMARKS.md)")] = "decoder",
+    style_autoencoder: Annotated[Optional[str], typer.Option(
+        help="--style: autoencoder folder (or a latent model, for its autoencoder)",
+        show_default="the bundled shapes autoencoder")] = None,
 ) -> None:
-    """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
-    super-resolution (--upscale: a trained upscaler, or DDNM with a pixel-space --model). Each PNG embeds its record; `genimage replay OUT --init IMAGE
+    """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend),
+    super-resolution (--upscale: a trained upscaler, or DDNM with a pixel-space --model) or style
+    transfer (--style). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
     from genimage.editing.canvas import build_canvas_edit
     from genimage.editing.spec import parse_extend
@@ -68,6 +79,15 @@ def edit(
         raise GenimageError(f"-n must be at least 1, got {num}")
     border = parse_extend(extend) if extend is not None else None
     family = ModelConfig.load(resolve_model_folder(model)).family
+    if style is not None:  # genimage.editing.style
+        from genimage.cli.style import run_style
+
+        others = {"--mask": mask, "--extend": extend, "--upscale": upscale, "--strength": strength,
+                  "--prompt": prompt, "--label": label, "--negative": negative, "--upscaler": upscaler,
+                  "--lora": lora or None, "--grid": grid}
+        run_style(image, style, strength=style_strength, method=style_method, autoencoder=style_autoencoder,
+                  output=output, num=num, out_dir=out_dir, watermark=watermark, others=others)
+        return
     from genimage.cli.upscale import choose_upscaler, run_upscaler
 
     chosen = choose_upscaler(model, family, upscale, upscaler)

@@ -53,8 +53,10 @@ def run_upscaler(name: str, image: Path, upscale: int, *, strength, resample: in
               "--resample": None if resample == 1 else resample}
     given = [k for k, v in unused.items() if v is not None]
     if given:
-        raise GenimageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to the upscaler {name} (it is conditioned on the "
-                            "input only); drop them, or pass --upscaler ddnm to upscale with --model")
+        one = len(given) == 1
+        raise GenimageError(f"{', '.join(given)} {'does' if one else 'do'} not apply to the upscaler {name} (it is "
+                            f"conditioned on the input only); drop {'it' if one else 'them'}, or pass --upscaler ddnm "
+                            "to upscale with --model")
     loaded = load_upscaler(name, device)
     canvas = upscale_canvas(image, loaded, upscale, name=name)
     options = UpscaleOptions.defaults(loaded.config, steps, sampler, schedule)

@@ -182,7 +182,10 @@ def build_style_edit(content: str | Path | bytes, style: str | Path | bytes, cha
     if not 0 <= float(strength) <= 1:
         raise GenimageError(f"--style-strength must be in [0, 1], got {strength}")
     image = load_full_image(content, channels)
-    look = load_full_image(style, channels)
+    from genimage.data.image_io import pil_to_tensor
+    from genimage.editing.spec import _read
+
+    look = pil_to_tensor(_read(style, channels, "style image"))[None]
     if look.shape[-1] * look.shape[-2] < 4:
         raise GenimageError(f"the style image is {look.shape[-1]}x{look.shape[-2]} px: too small to have a style "
                             "(give at least 2x2 pixels)")
