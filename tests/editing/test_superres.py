@@ -38,7 +38,7 @@ def _rgb(path, w, h, seed=0, mode="RGB"):
 
 def test_training_records_the_family_and_factor_and_grids_show_triples(sr_run):
     config = json.loads((sr_run / "run.json").read_text())["model"]
-    assert config["family"] == "superres" and config["family_config"] == {"factor": 4}
+    assert config["family"] == "superres" and config["family_config"] == {"factor": 4, "residual_scale": 4.0}
     assert config["backbone_config"]["in_channels"] == 6 and config["objective"] == "flow-matching"
     grid = Image.open(next((sr_run / "samples").iterdir()))
     assert grid.size[0] > 16  # bicubic | model | truth side by side, not one image
@@ -95,6 +95,13 @@ def test_seeds_differ_and_consistent_mode_keeps_block_means(sr_run):
     assert not torch.equal(again[0], again[1])  # one input, two seeds: two outputs
     b = model.upscale(low, generators_for_seeds([0, 1]), steps=2, consistent=True)
     assert b.shape == a.shape and not torch.equal(a, b)
+    # with the residual parametrisation, the projection acts on r = s (x - up): blocks the final clamp
+    # left alone average back to the input exactly
+    mild = low * 0.3
+    c = model.upscale(mild, generators_for_seeds([0, 1]), steps=2, consistent=True)
+    free = degrade((c.abs() < 1).float(), 4) == 1
+    assert free.sum() >= 8
+    assert torch.allclose(degrade(c, 4)[free], mild[free], atol=1e-5)
     # what consistent=True samples with: every clean estimate averages back to the input (DDNM's rule)
     from genimage.editing.known_region import LowResolutionDenoiser
 

@@ -9,6 +9,15 @@ with any denoising objective (:mod:`genimage.objectives`; flow matching by defau
 BENCHMARKS.md "Super-resolution x4") and samples with any sampler, the condition travelling in
 ``cond["lowres"]``.
 
+By default the denoised variable is the *residual* over the bicubic upsampling, scaled to the
+data's spread: ``r = s (x - up(y))`` with ``s = residual_scale`` (4: on 64 px photo crops the
+residual's std is 0.14, the crops' 0.53), and the output is ``up(y) + r / s``. Predicting the
+high-frequency residual is the usual choice of regression super-resolution (Kim et al. 2016,
+"VDSR", Sec. 3.1) and of residual diffusion upscalers (e.g. Whang et al. 2022, "Deblurring via
+Stochastic Refinement"); an untrained residual of zero is already the bicubic image, so a short CPU
+training starts from bicubic quality instead of from noise. ``residual_scale = 0`` denoises ``x``
+itself, as SR3 does.
+
 The training pairs are made on the fly: a high-resolution crop ``x`` ``(B, C, S, S)`` and its
 degradation ``y = A x``, the mean of each ``F x F`` block (:func:`degrade`, the operator DDNM uses
 in :mod:`genimage.editing.known_region`). The condition is ``up(y)``, the bicubic upsampling of
@@ -40,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Family settings kept in ``ModelConfig.family_config`` (``--set factor=4``).
-FAMILY_KEYS = ("factor",)
+FAMILY_KEYS = ("factor", "residual_scale")
 
 
 def degrade(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -104,7 +113,7 @@ class SuperResModel(GenerativeModel):
         config: ``family="superres"``; ``backbone``/``backbone_config`` the network with
             ``in_channels = 2 * channels``; ``objective``/``path``/``prediction`` as for the
             diffusion family; ``image_size`` the output window ``S`` (the low-resolution window is
-            ``S / factor``); ``family_config = {"factor": F}``.
+            ``S / factor``); ``family_config = {"factor": F, "residual_scale": s}`` (module docstring).
     """
 
     family = "superres"
@@ -117,6 +126,9 @@ class SuperResModel(GenerativeModel):
         from genimage.paths.base import build_path
 
         self.factor = check_factor(config.family_config.get("factor"), config.image_size)
+        self.residual_scale = float(config.family_config.get("residual_scale", 0.0))
+        if not self.residual_scale >= 0:
+            raise GenimageError(f"residual_scale must be >= 0 (0 = denoise the image itself), got {self.residual_scale}")
         if int(config.backbone_config.get("in_channels", 0)) != 2 * config.channels:
             raise GenimageError(f"a superres backbone needs in_channels = 2 x {config.channels}, got "
                                 f"{config.backbone_config.get('in_channels')}")
@@ -146,7 +158,9 @@ class SuperResModel(GenerativeModel):
 
             self._objective = OBJECTIVES.get(self.config.objective).build(0.0)  # the condition is never dropped
         x0 = batch["image"]
-        pair = {"image": x0, "cond": {"lowres": upsample(degrade(x0, self.factor), self.factor)}}
+        up = upsample(degrade(x0, self.factor), self.factor)
+        target = (x0 - up) * self.residual_scale if self.residual_scale else x0
+        pair = {"image": target, "cond": {"lowres": up}}
         with ctx.autocast():
             loss = self._objective(self.denoiser, pair, ctx.generator).mean()
         opt = ctx.optimizers["main"]
@@ -221,15 +235,21 @@ class SuperResModel(GenerativeModel):
         size = cfg.image_size
         eps = randn((low.shape[0], c, size, size), list(generators))
         x = (float(c0.sigma) * eps).float().to(self.device)
-        cond = {"lowres": upsample(low.to(self.device), self.factor)}
+        up = upsample(low.to(self.device), self.factor)
+        cond = {"lowres": up}
         model = self.denoiser
-        if consistent:
+        if consistent:  # A x = y, i.e. A r = s (y - A up) for the residual r = s (x - up)
             from genimage.editing.known_region import LowResolutionDenoiser
 
-            model = LowResolutionDenoiser(model, low.to(self.device), self.factor)
+            target = low.to(self.device).float()
+            if self.residual_scale:
+                target = self.residual_scale * (target - degrade(up, self.factor))
+            model = LowResolutionDenoiser(model, target, self.factor)
         x = SAMPLERS.get(sampler or cfg.sampler)(model, x, timesteps, cond=cond, generator=list(generators),
                                                  callback=callback)
         check_generated(x.float())
+        if self.residual_scale:
+            x = up + x.float() / self.residual_scale
         return x.float().clamp(-1, 1).cpu()
 
 
@@ -252,7 +272,8 @@ def superres_model_config(preset: str, *, image_size: int, channels: int, object
         channels: Image channels ``C``.
         objective: Denoising objective name (``flow-matching``, ``edm``, ...).
         path: Noise path override, or ``None`` for the objective's.
-        overrides: ``--set`` values: ``factor`` (default 4) and UNet config keys.
+        overrides: ``--set`` values: ``factor`` (default 4), ``residual_scale`` (default 4; 0 = denoise
+            the image itself, module docstring) and UNet config keys.
         sampler: Default sampler stored with the model.
         steps: Default sampling steps.
         training: Free-form training record (the data).
@@ -265,13 +286,15 @@ def superres_model_config(preset: str, *, image_size: int, channels: int, object
     overrides = dict(overrides)
     factor = overrides.pop("factor", 4)
     check_factor(factor, image_size)
+    residual_scale = float(overrides.pop("residual_scale", 4.0))
     bcfg = {"image_size": image_size, "in_channels": 2 * channels, **PRESETS[preset], **overrides}
     from genimage.models.backbones.unet import UNetConfig
 
     UNetConfig(**bcfg)  # a bad override: a clear error now, not at the first step
     return ModelConfig(backbone="unet", backbone_config=bcfg, objective=objective, path=path or spec.path,
                        prediction=spec.prediction, image_size=image_size, channels=channels, sampler=sampler,
-                       schedule="uniform", steps=steps, family="superres", family_config={"factor": factor},
+                       schedule="uniform", steps=steps, family="superres",
+                       family_config={"factor": factor, "residual_scale": residual_scale},
                        training=dict(training or {}))
 
 
