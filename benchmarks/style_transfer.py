@@ -4,6 +4,8 @@ For held-out pairs (content, style) — photo crops of the ``eval`` split and sh
 each method's output ``o`` is scored with frozen feature maps (genimage.metrics.feature_maps, the
 shipped ``shapes`` CNN at the images' own size):
 
+* structure: the correlation of luminance edge maps (Sobel) with the content and with the style
+  (colour-blind; the shapes CNN's maps are colour-sensitive, since it classifies colours);
 * content distance ``D_c(o, x)`` (deepest maps, Gatys et al. 2016 Eq. 1) to the content ``x`` and to
   the style ``y`` (resized to the content's size);
 * style distances to ``y`` and to ``x``: Gram matrices (Gatys Eq. 4, summed over stages) and the
@@ -47,6 +49,22 @@ def _img2img(pipe, image: torch.Tensor, strength: float, seed: int, steps: int) 
     return run_canvas_edit(pipe, canvas, [seed], prompts=prompts, options=opts)[0]
 
 
+def edge_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation ``(N,)`` of the Sobel gradient magnitudes of the luminance of ``a`` and
+    ``b``: a colour-blind structure score (1 = the same edges)."""
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]).view(1, 1, 3, 3)
+
+    def grad(x):
+        lum = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).double()
+        gx = F.conv2d(lum, kx.double(), padding=1)
+        gy = F.conv2d(lum, kx.transpose(2, 3).double(), padding=1)
+        g = (gx ** 2 + gy ** 2).sqrt().flatten(1)
+        return g - g.mean(1, keepdim=True)
+
+    ga, gb = grad(a), grad(b)
+    return (ga * gb).sum(1) / (ga.norm(dim=1) * gb.norm(dim=1) + 1e-12)
+
+
 def pairs(n: int, size: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """``n`` (kind, content, style) pairs of ``(1, 3, size, size)`` images, three kinds in turn."""
     from genimage.data.builtin import load_builtin
@@ -74,6 +92,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16, help="img2img sampler steps (of which strength x steps run)")
     ap.add_argument("--grid", default=None, help="write a picture grid PNG (first 6 pairs)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--autoencoder", default=None, help="autoencoder of the latent/decoder methods (default: bundled shapes)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -81,7 +100,7 @@ def main() -> None:
     from genimage.metrics.feature_maps import content_distance, gram_distance, mean_std_distance
     from genimage.pipeline import Pipeline
 
-    ae = load_style_autoencoder().model
+    ae = load_style_autoencoder(args.autoencoder).model
     pipe = Pipeline.from_pretrained("shapes")
     methods = {
         "content (reference)": lambda x, y, i: x,
@@ -105,7 +124,8 @@ def main() -> None:
             t0 = time.perf_counter()
             o = fn(x, y, i).float()
             dt = time.perf_counter() - t0
-            scores = {"content_to_content": content_distance(o, x), "content_to_style": content_distance(o, y_at_x),
+            scores = {"edges_to_content": edge_correlation(o, x), "edges_to_style": edge_correlation(o, y_at_x),
+                      "content_to_content": content_distance(o, x), "content_to_style": content_distance(o, y_at_x),
                       "gram_to_style": gram_distance(o, y), "gram_to_content": gram_distance(o, x),
                       "meanstd_to_style": mean_std_distance(o, y), "meanstd_to_content": mean_std_distance(o, x),
                       "seconds": torch.tensor([dt])}
@@ -118,11 +138,11 @@ def main() -> None:
     result = {name: {k: sum(v) / len(v) for k, v in cols.items()} for name, cols in rows.items()}
     print(f"{len(data)} pairs ({args.size} px; kinds photo<-photo, photo<-shapes, shapes<-photo in turn); "
           "means; feature maps of the shipped shapes CNN")
-    print("| method | D_c to content | D_c to style | Gram to style | Gram to content | mean/std to style | "
-          "mean/std to content | s/image |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| method | edge corr. with content | with style | D_c to content | D_c to style | Gram to style | "
+          "Gram to content | mean/std to style | mean/std to content | s/image |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in result.items():
-        print(f"| {name} | {r['content_to_content']:.4f} | {r['content_to_style']:.4f} | {r['gram_to_style']:.4f} | "
+        print(f"| {name} | {r['edges_to_content']:.3f} | {r['edges_to_style']:.3f} | {r['content_to_content']:.4f} | {r['content_to_style']:.4f} | {r['gram_to_style']:.4f} | "
               f"{r['gram_to_content']:.4f} | {r['meanstd_to_style']:.3f} | {r['meanstd_to_content']:.3f} | "
               f"{r['seconds']:.3f} |")
     if args.json:

@@ -64,7 +64,13 @@ def test_cli_records_and_replays_bit_for_bit(tmp_path):
     content = _img(tmp_path / "c.png", 19, 11, 0)
     style = _img(tmp_path / "s.png", 8, 30, 2, mode="L")
     out = tmp_path / "o.png"
-    res = runner.invoke(app, ["edit", str(content), "--style", str(style), "--style-strength", "0.7", "-o", str(out)])
+    res = runner.invoke(app, ["edit", str(content), "--style", str(style), "-o", str(tmp_path / "p.png")])
+    assert res.exit_code == 0, res.output
+    assert read_record(tmp_path / "p.png").edit["method"] == "pixels"  # the default (BENCHMARKS.md)
+    res = runner.invoke(app, ["replay", str(tmp_path / "p.png"), "--init", str(content), "--style", str(style)])
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
+    res = runner.invoke(app, ["edit", str(content), "--style", str(style), "--style-strength", "0.7",
+                              "--style-method", "decoder", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert Image.open(out).size == (19, 11)
     rec = read_record(out)

@@ -57,8 +57,9 @@ def edit(
              "deterministic)", show_default="none")] = None,
     style_strength: Annotated[float, typer.Option(help="--style: 0 keeps the input's feature statistics, 1 takes "
                                                        "the style image's")] = 1.0,
-    style_method: Annotated[str, typer.Option(help="--style: AdaIN of pixels | latent | decoder (every decoder "
-                                                   "stage; see BENCHMARKS.md)")] = "decoder",
+    style_method: Annotated[str, typer.Option(help="--style: AdaIN of pixels (colour statistics) | latent | "
+                                                   "decoder (every stage of --style-autoencoder's decoder); "
+                                                   "BENCHMARKS.md, Style transfer")] = "pixels",
     style_autoencoder: Annotated[Optional[str], typer.Option(
         help="--style: autoencoder folder (or a latent model, for its autoencoder)",
         show_default="the bundled shapes autoencoder")] = None,
