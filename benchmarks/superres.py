@@ -10,8 +10,8 @@ both the upscaler and DDNM assume) and upscaled back; each output ``o`` is score
 * the consistency error ``mean |A o - y|`` in 8-bit levels (0 = the output averages back to the input).
 
 Methods: bicubic; bicubic back-projected (DDNM's consistency step alone: ``o + A^+(y - A o)``); the
-upscaler (``--model``) with 1 and N Euler steps, free or with DDNM's projection at every step
-(``consistent``); on 128 px crops the upscaler runs tile by tile (editing/canvas.py). Today's DDNM
+upscaler (``--model``) with 1 and N Euler steps, from noise or (strength < 1) from the bicubic image
+noised to an intermediate time, free or with DDNM's projection at every step (``consistent``); on 128 px crops the upscaler runs tile by tile (editing/canvas.py). Today's DDNM
 path (``genimage edit --upscale 4`` with a pixel-space generator) is run where the bundled models
 allow it and reported as not applicable otherwise.
 
@@ -31,7 +31,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a superres model (bundled name, model or run folder)")
     ap.add_argument("--n", type=int, default=64, help="images per data set")
-    ap.add_argument("--steps", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--configs", nargs="+", default=["1:1", "8:1", "4:0.5"],
+                    help="STEPS:STRENGTH of the upscaler runs (strength < 1 starts from the noised bicubic image)")
     ap.add_argument("--tiled", type=int, default=16, help="128 px crops upscaled tile by tile (0 = skip)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -61,11 +62,17 @@ def main() -> None:
         return (o + block_repeat(y - degrade(o, f), f)).clamp(-1, 1)
 
     methods = {"bicubic": lambda y: upsample(y, f), "bicubic, back-projected": lambda y: back_project(upsample(y, f), y)}
-    for k in args.steps:
+    configs = [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.configs]
+
+    def label(k, st):
+        run = min(int(k * st + 1e-9), k)
+        return f"{run} Euler step{'s' if run > 1 else ''}" + (f" (strength {st:g} of {k})" if st < 1 else "")
+
+    for k, st in configs:
         for consistent in (False, True):
-            name = f"upscaler, {k} Euler step{'s' if k > 1 else ''}" + (", consistent" if consistent else "")
-            methods[name] = (lambda y, k=k, c=consistent:
-                             model.upscale(y, generators_for_seeds(list(range(len(y)))), steps=k, consistent=c))
+            name = f"upscaler, {label(k, st)}" + (", consistent" if consistent else "")
+            methods[name] = (lambda y, k=k, st=st, c=consistent: model.upscale(
+                y, generators_for_seeds(list(range(len(y)))), steps=k, consistent=c, strength=st))
     results: dict[str, dict[str, dict[str, float]]] = {}
     for set_name, x in sets.items():
         y = degrade(x, f)
@@ -82,8 +89,9 @@ def main() -> None:
         y = degrade(big, f)
         set_name = f"photos eval {2 * size} px, tiled"
         results[set_name] = {}
-        for name, k, consistent in [("bicubic", 0, False)] + [(f"upscaler tiled, {k} Euler step{'s' if k > 1 else ''}",
-                                                                 k, False) for k in args.steps]:
+        for name, k, st, consistent in [("bicubic", 0, 1.0, False)] + [
+                (f"upscaler tiled, {label(k, st)}" + (", consistent" if c else ""), k, st, c)
+                for k, st in configs for c in (False, True)]:
             t0 = time.perf_counter()
             outs = []
             for i in range(len(big)):
@@ -92,7 +100,8 @@ def main() -> None:
                     continue
                 canvas = _tiles(y[i:i + 1], size, f, 1.0, 1, None, {}, {})
                 low = canvas.spec.low
-                sr = model.upscale(low, generators_for_seeds(canvas.seeds(i)), steps=k, consistent=consistent)
+                sr = model.upscale(low, generators_for_seeds(canvas.seeds(i)), steps=k, consistent=consistent,
+                                   strength=st)
                 outs.append(canvas.assemble(sr))
             o = torch.stack(outs)
             dt = (time.perf_counter() - t0) / len(big)

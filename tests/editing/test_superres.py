@@ -68,11 +68,12 @@ def test_upscale_output_is_exactly_factor_times_any_input(sr_run, tmp_path, size
 def test_record_replays_bit_for_bit_and_checks_the_input(sr_run, tmp_path):
     src = _rgb(tmp_path / "in.png", 11, 6)
     out = tmp_path / "up.png"
-    res = runner.invoke(app, ["edit", str(src), "--model", str(sr_run), "--upscale", "4", "--steps", "2",
-                              "--seed", "5", "-o", str(out)])
-    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["edit", str(src), "--model", str(sr_run), "--upscale", "4", "--steps", "4",
+                              "--strength", "0.5", "--seed", "5", "-o", str(out)])
+    assert res.exit_code == 0 and "(2 of 4 euler steps)" in res.output, res.output
     rec = read_record(out)
-    assert rec.edit["method"] == "superres" and rec.edit["factor"] == 4 and rec.seed == 5 and rec.steps == 2
+    assert rec.edit["method"] == "superres" and rec.edit["factor"] == 4 and rec.seed == 5 and rec.steps == 4
+    assert rec.edit["strength"] == 0.5
     assert rec.edit["canvas"]["input_size"] == [11, 6] and (rec.width, rec.height) == (44, 24)
     res = runner.invoke(app, ["replay", str(out), "--init", str(src)])
     assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
@@ -118,7 +119,8 @@ def test_clear_error_lines(sr_run, tmp_path):
     src = _rgb(tmp_path / "in.png", 8, 8)
     base = ["edit", str(src), "--upscaler", str(sr_run), "-o", str(tmp_path / "x.png")]
     for extra, message in [(["--upscale", "2"], "trained for x4; use --upscale 4"),
-                           (["--upscale", "4", "--strength", "0.5"], "--strength does not apply"),
+                           (["--upscale", "4", "--prompt", "a cat"], "--prompt does not apply"),
+                           (["--upscale", "4", "--strength", "1.5"], "--strength must be in (0, 1]"),
                            (["--upscale", "4", "--extend", "2"], "not several"),
                            ([], "--upscaler applies to super-resolution")]:
         res = runner.invoke(app, base + extra)
@@ -130,3 +132,18 @@ def test_clear_error_lines(sr_run, tmp_path):
     bad.write_bytes(b"not a png")
     res = runner.invoke(app, ["edit", str(bad), "--upscale", "4", "--upscaler", str(sr_run), "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "cannot read the input image" in res.output
+
+
+def test_bundled_photo_upscaler_works_by_default_on_any_rgb_image(tmp_path):
+    from genimage.editing.superres import bundled_upscaler
+
+    if bundled_upscaler(4) is None:
+        pytest.skip("the photos-x4 upscaler is not bundled in this checkout")
+    src = _rgb(tmp_path / "photo.png", 21, 13)
+    out = tmp_path / "sr.png"
+    res = runner.invoke(app, ["edit", str(src), "--upscale", "4", "--steps", "2", "-o", str(out)])
+    assert res.exit_code == 0 and "photos-x4" in res.output, res.output
+    assert Image.open(out).size == (84, 52)
+    assert read_record(out).model == "photos-x4"
+    res = runner.invoke(app, ["replay", str(out), "--init", str(src)])
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output

@@ -48,7 +48,7 @@ def run_upscaler(name: str, image: Path, upscale: int, *, strength, resample: in
         upscale_records
     from genimage.provenance.record import save_png
 
-    unused = {"--strength": strength, "--prompt": prompt, "--label": label, "--negative": negative,
+    unused = {"--prompt": prompt, "--label": label, "--negative": negative,
               "--guidance": guidance, "--guidance-interval": guidance_interval, "--eta": eta, "--lora": lora or None,
               "--resample": None if resample == 1 else resample}
     given = [k for k, v in unused.items() if v is not None]
@@ -58,10 +58,12 @@ def run_upscaler(name: str, image: Path, upscale: int, *, strength, resample: in
                             f"conditioned on the input only); drop {'it' if one else 'them'}, or pass --upscaler ddnm "
                             "to upscale with --model")
     loaded = load_upscaler(name, device)
-    canvas = upscale_canvas(image, loaded, upscale, name=name)
+    canvas = upscale_canvas(image, loaded, upscale, name=name, strength=1.0 if strength is None else strength)
     options = UpscaleOptions.defaults(loaded.config, steps, sampler, schedule)
-    typer.echo(f"upscale ({name}): {image} {canvas.describe()}; {options.steps} {options.sampler} steps")
-    bar, cb = _progress(options.steps, len(seeds) * -(-canvas.rows // batch_size))
+    run = canvas.spec.steps_to_run(options.steps)
+    typer.echo(f"upscale ({name}): {image} {canvas.describe()}; strength {canvas.spec.strength:g} ({run} of "
+               f"{options.steps} {options.sampler} steps)")
+    bar, cb = _progress(run, len(seeds) * -(-canvas.rows // batch_size))
     t0 = time.perf_counter()
     images = run_upscale(loaded, canvas, seeds, options, batch_size, cb)
     bar.close()

@@ -67,7 +67,7 @@ def load_upscaler(name_or_path: str | Path, device: str | torch.device = "cpu") 
 
 
 def upscale_canvas(source: str | Path | bytes, loaded: LoadedGenerator, factor: int,
-                   overlap: int | None = None, name: str | None = None) -> CanvasEdit:
+                   overlap: int | None = None, name: str | None = None, strength: float = 1.0) -> CanvasEdit:
     """The tiling of an input file (or its bytes) of any size for ``loaded``'s window.
 
     Args:
@@ -76,13 +76,17 @@ def upscale_canvas(source: str | Path | bytes, loaded: LoadedGenerator, factor: 
         factor: The requested factor; must be the model's.
         overlap: Tile overlap in low-resolution pixels (default: a quarter of the tile side).
         name: How error messages name the model (default: its folder's name).
+        strength: Fraction of the schedule run, from the bicubic image noised to its start
+            (:meth:`~genimage.families.superres.SuperResModel.upscale`); kept in the record.
     """
     cfg = loaded.config
+    if not 0 < float(strength) <= 1:
+        raise GenimageError(f"--strength must be in (0, 1], got {strength}")
     own = int(cfg.family_config["factor"])
     if factor != own:
         raise GenimageError(f"--upscale {factor}: the upscaler {name or loaded.folder.name} is trained for x{own}; "
                             f"use --upscale {own} (or another --upscaler)")
-    return build_canvas_edit(source, cfg.image_size, cfg.channels, upscale=factor, overlap=overlap)
+    return build_canvas_edit(source, cfg.image_size, cfg.channels, upscale=factor, overlap=overlap, strength=strength)
 
 
 @dataclasses.dataclass
@@ -132,7 +136,8 @@ def run_upscale(loaded: LoadedGenerator, canvas: CanvasEdit, seeds: Sequence[int
         for start in range(0, k, batch_size):
             sl = slice(start, start + batch_size)
             rows.append(model.upscale(low[sl], gens[sl], steps=options.steps, sampler=options.sampler,
-                                      schedule=options.schedule, consistent=options.consistent, callback=callback))
+                                      schedule=options.schedule, consistent=options.consistent,
+                                      strength=float(canvas.spec.strength), callback=callback))
         outputs.append(canvas.assemble(torch.cat(rows)))
     return outputs
 

@@ -202,7 +202,7 @@ class SuperResModel(GenerativeModel):
     @torch.no_grad()
     def upscale(self, low: torch.Tensor, generators: Sequence[torch.Generator], *, steps: int | None = None,
                 sampler: str | None = None, schedule: str | None = None, consistent: bool = False,
-                callback=None) -> torch.Tensor:
+                strength: float = 1.0, callback=None) -> torch.Tensor:
         """Super-resolve low-resolution windows.
 
         Args:
@@ -213,6 +213,9 @@ class SuperResModel(GenerativeModel):
             schedule: Timestep schedule name (default: the config's).
             consistent: Project every clean estimate so that its ``F x F`` block means equal
                 ``low`` (DDNM's rule, :class:`~genimage.editing.known_region.LowResolutionDenoiser`).
+            strength: Start the sampler at the last ``floor(steps * strength)`` steps, from the
+                bicubic upsampling noised to that time (SDEdit, Meng et al. 2022, Sec. 3, with the
+                bicubic image as the guide; the residual 0); 1 starts from pure noise.
             callback: Called after every sampler step (see :mod:`genimage.samplers`).
 
         Returns:
@@ -230,12 +233,19 @@ class SuperResModel(GenerativeModel):
         if len(generators) != low.shape[0]:
             raise GenimageError(f"got {len(generators)} generators for {low.shape[0]} images")
         cfg = self.config
-        timesteps = make_schedule(schedule or cfg.schedule, self.denoiser.path, int(steps or cfg.steps))
+        n_steps = int(steps or cfg.steps)
+        if not 0 < float(strength) <= 1:
+            raise GenimageError(f"--strength must be in (0, 1], got {strength}")
+        run = min(int(n_steps * float(strength) + 1e-9), n_steps)
+        if run < 1:
+            raise GenimageError(f"--strength {strength} x --steps {n_steps} runs no step; raise either")
+        timesteps = make_schedule(schedule or cfg.schedule, self.denoiser.path, n_steps)[-(run + 1):]
         c0 = PathCoefficients.at(self.denoiser.path, timesteps[0], ndim=1)
         size = cfg.image_size
         eps = randn((low.shape[0], c, size, size), list(generators))
-        x = (float(c0.sigma) * eps).float().to(self.device)
         up = upsample(low.to(self.device), self.factor)
+        start = torch.zeros_like(up) if self.residual_scale else up  # the bicubic image
+        x = (float(c0.alpha) * start.double() + float(c0.sigma) * eps.double().to(self.device)).float()
         cond = {"lowres": up}
         model = self.denoiser
         if consistent:  # A x = y, i.e. A r = s (y - A up) for the residual r = s (x - up)
