@@ -70,10 +70,10 @@ def test_record_replays_bit_for_bit_and_checks_the_input(sr_run, tmp_path):
     out = tmp_path / "up.png"
     res = runner.invoke(app, ["edit", str(src), "--model", str(sr_run), "--upscale", "4", "--steps", "4",
                               "--strength", "0.5", "--seed", "5", "-o", str(out)])
-    assert res.exit_code == 0 and "(2 of 4 euler steps)" in res.output, res.output
+    assert res.exit_code == 0 and "(2 of 4 euler steps, consistent" in res.output, res.output
     rec = read_record(out)
     assert rec.edit["method"] == "superres" and rec.edit["factor"] == 4 and rec.seed == 5 and rec.steps == 4
-    assert rec.edit["strength"] == 0.5
+    assert rec.edit["strength"] == 0.5 and rec.edit["consistent"] is True  # the default (BENCHMARKS.md)
     assert rec.edit["canvas"]["input_size"] == [11, 6] and (rec.width, rec.height) == (44, 24)
     res = runner.invoke(app, ["replay", str(out), "--init", str(src)])
     assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output

@@ -24,7 +24,8 @@ def edit(
         help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border around the input, at the input's scale", show_default="none")] = None,
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
-             "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
+             "(default 0.6 for img2img, 1.0 with --mask / --extend / DDNM --upscale, the upscaler's own (0.5) "
+             "with a trained --upscaler: it starts from the noised bicubic image)")] = None,
     upscale: Annotated[Optional[int], typer.Option(
         help="Super-resolution by FACTOR (pixel models): the output is FACTOR times the input's size; the input is cut "
              "into overlapping tiles of 1/FACTOR of the model's size, each super-resolved so that it averages back to "

@@ -58,11 +58,11 @@ def run_upscaler(name: str, image: Path, upscale: int, *, strength, resample: in
                             f"conditioned on the input only); drop {'it' if one else 'them'}, or pass --upscaler ddnm "
                             "to upscale with --model")
     loaded = load_upscaler(name, device)
-    canvas = upscale_canvas(image, loaded, upscale, name=name, strength=1.0 if strength is None else strength)
+    canvas = upscale_canvas(image, loaded, upscale, name=name, strength=strength)
     options = UpscaleOptions.defaults(loaded.config, steps, sampler, schedule)
     run = canvas.spec.steps_to_run(options.steps)
     typer.echo(f"upscale ({name}): {image} {canvas.describe()}; strength {canvas.spec.strength:g} ({run} of "
-               f"{options.steps} {options.sampler} steps)")
+               f"{options.steps} {options.sampler} steps" + (", consistent with the input)" if options.consistent else ")"))
     bar, cb = _progress(run, len(seeds) * -(-canvas.rows // batch_size))
     t0 = time.perf_counter()
     images = run_upscale(loaded, canvas, seeds, options, batch_size, cb)

@@ -67,7 +67,7 @@ def load_upscaler(name_or_path: str | Path, device: str | torch.device = "cpu") 
 
 
 def upscale_canvas(source: str | Path | bytes, loaded: LoadedGenerator, factor: int,
-                   overlap: int | None = None, name: str | None = None, strength: float = 1.0) -> CanvasEdit:
+                   overlap: int | None = None, name: str | None = None, strength: float | None = None) -> CanvasEdit:
     """The tiling of an input file (or its bytes) of any size for ``loaded``'s window.
 
     Args:
@@ -78,8 +78,14 @@ def upscale_canvas(source: str | Path | bytes, loaded: LoadedGenerator, factor: 
         name: How error messages name the model (default: its folder's name).
         strength: Fraction of the schedule run, from the bicubic image noised to its start
             (:meth:`~genimage.families.superres.SuperResModel.upscale`); kept in the record.
+            Default: the model's ``family_config["strength"]``, else
+            :data:`~genimage.families.superres.DEFAULT_STRENGTH`.
     """
+    from genimage.families.superres import DEFAULT_STRENGTH
+
     cfg = loaded.config
+    if strength is None:
+        strength = float(cfg.family_config.get("strength", DEFAULT_STRENGTH))
     if not 0 < float(strength) <= 1:
         raise GenimageError(f"--strength must be in (0, 1], got {strength}")
     own = int(cfg.family_config["factor"])
@@ -107,10 +113,15 @@ class UpscaleOptions:
 
     @classmethod
     def defaults(cls, config, steps: int | None = None, sampler: str | None = None, schedule: str | None = None,
-                 consistent: bool = False) -> "UpscaleOptions":
+                 consistent: bool | None = None) -> "UpscaleOptions":
+        """The model's defaults (``consistent``: ``family_config["consistent"]``, else
+        :data:`~genimage.families.superres.DEFAULT_CONSISTENT`) with the given overrides."""
+        from genimage.families.superres import DEFAULT_CONSISTENT
         from genimage.samplers import SAMPLERS
         from genimage.samplers.timesteps import SCHEDULES
 
+        if consistent is None:
+            consistent = config.family_config.get("consistent", DEFAULT_CONSISTENT)
         out = cls(int(steps or config.steps), sampler or config.sampler, schedule or config.schedule, bool(consistent))
         SAMPLERS.get(out.sampler)
         SCHEDULES.get(out.schedule)
@@ -151,9 +162,7 @@ def upscale_records(loaded: LoadedGenerator, model_ref: str, canvas: CanvasEdit,
 
     cfg = loaded.config
     w, h = canvas.out_size
-    edit = {**canvas.record(), "method": SUPERRES}
-    if options.consistent:
-        edit["consistent"] = True
+    edit = {**canvas.record(), "method": SUPERRES, "consistent": bool(options.consistent)}
     device = loaded.model.device.type
     return [GenerationRecord(model=model_ref, model_sha256=loaded.weights_sha256, objective=cfg.objective,
                              path=cfg.path, sampler=options.sampler, schedule=options.schedule, steps=options.steps,
@@ -183,6 +192,6 @@ def replay_superres(record, image_path: str | Path, model: str | Path | None = N
     loaded = load_upscaler(model or record.model, device=replay_device(record, image_path, device))
     cfg = loaded.config
     canvas = canvas_from_record(record.edit, init, None, cfg.image_size, cfg.channels)
-    options = UpscaleOptions(int(record.steps), record.sampler, record.schedule, bool(record.edit.get("consistent")))
+    options = UpscaleOptions(int(record.steps), record.sampler, record.schedule, bool(record.edit["consistent"]))
     image = run_upscale(loaded, canvas, [record.seed], options)[0]
     return compare_with_png(image, image_path, record, loaded.weights_sha256 == record.model_sha256)

@@ -48,8 +48,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": {"block_out_channels": [64, 128, 128], "layers_per_block": 2, "norm_num_groups": 32},
 }
 
-#: Family settings kept in ``ModelConfig.family_config`` (``--set factor=4``).
-FAMILY_KEYS = ("factor", "residual_scale")
+#: Family settings kept in ``ModelConfig.family_config`` (``--set factor=4``); ``strength`` and
+#: ``consistent`` are the upscaler's sampling defaults (see :meth:`SuperResModel.upscale`).
+FAMILY_KEYS = ("factor", "residual_scale", "strength", "consistent")
+#: Sampling defaults where a config does not say: chosen by measurement (BENCHMARKS.md,
+#: "Super-resolution x4": from the bicubic image noised to mid-path, projected at every step).
+DEFAULT_STRENGTH = 0.5
+DEFAULT_CONSISTENT = True
 
 
 def degrade(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -283,7 +288,8 @@ def superres_model_config(preset: str, *, image_size: int, channels: int, object
         objective: Denoising objective name (``flow-matching``, ``edm``, ...).
         path: Noise path override, or ``None`` for the objective's.
         overrides: ``--set`` values: ``factor`` (default 4), ``residual_scale`` (default 4; 0 = denoise
-            the image itself, module docstring) and UNet config keys.
+            the image itself, module docstring), the sampling defaults ``strength`` and
+            ``consistent`` (:data:`DEFAULT_STRENGTH`, :data:`DEFAULT_CONSISTENT`) and UNet config keys.
         sampler: Default sampler stored with the model.
         steps: Default sampling steps.
         training: Free-form training record (the data).
@@ -297,6 +303,7 @@ def superres_model_config(preset: str, *, image_size: int, channels: int, object
     factor = overrides.pop("factor", 4)
     check_factor(factor, image_size)
     residual_scale = float(overrides.pop("residual_scale", 4.0))
+    sampling = {k: overrides.pop(k) for k in ("strength", "consistent") if k in overrides}
     bcfg = {"image_size": image_size, "in_channels": 2 * channels, **PRESETS[preset], **overrides}
     from genimage.models.backbones.unet import UNetConfig
 
@@ -304,7 +311,7 @@ def superres_model_config(preset: str, *, image_size: int, channels: int, object
     return ModelConfig(backbone="unet", backbone_config=bcfg, objective=objective, path=path or spec.path,
                        prediction=spec.prediction, image_size=image_size, channels=channels, sampler=sampler,
                        schedule="uniform", steps=steps, family="superres",
-                       family_config={"factor": factor, "residual_scale": residual_scale},
+                       family_config={"factor": factor, "residual_scale": residual_scale, **sampling},
                        training=dict(training or {}))
 
 
