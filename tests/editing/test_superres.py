@@ -126,6 +126,10 @@ def test_clear_error_lines(sr_run, tmp_path):
         res = runner.invoke(app, base + extra)
         assert res.exit_code == 2 and message in res.output, (extra, res.output)
         assert len(res.output.strip().splitlines()) == 1
+    for args in (["sample", "--model", str(sr_run), "-n", "1", "--out-dir", str(tmp_path / "s")],
+                 ["edit", str(src), "--model", str(sr_run), "-o", str(tmp_path / "x.png")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "upscaler, not a generator; use it with genimage edit" in res.output, res.output
     res = runner.invoke(app, ["edit", str(src), "--upscale", "4", "--upscaler", "digits", "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "not an upscaler" in res.output
     bad = tmp_path / "bad.png"
