@@ -157,7 +157,7 @@ class ReplayResult:
 
 def replay(image_path: str | Path, model: str | Path | None = None,
            device: str | torch.device | None = None, init: str | Path | None = None,
-           mask: str | Path | None = None) -> ReplayResult:
+           mask: str | Path | None = None, style: str | Path | None = None) -> ReplayResult:
     """Regenerate a genimage PNG from its embedded record and compare pixels.
 
     Args:
@@ -167,8 +167,17 @@ def replay(image_path: str | Path, model: str | Path | None = None,
             agreement is expected only there).
         init, mask: For an edited image, the input image (and inpainting mask) it was made
             from; checked against the sha256 in the record.
+        style: For a style transfer, the style image (:mod:`genimage.editing.style`).
     """
     record = read_record(image_path)
+    from genimage.editing.superres import is_superres_record, replay_superres
+
+    from genimage.editing.style import is_style_record, replay_style
+
+    if is_style_record(record):  # a deterministic AdaIN transfer
+        return replay_style(record, image_path, model, init, style)
+    if is_superres_record(record):  # made by a trained upscaler, not by this pipeline's edit path
+        return replay_superres(record, image_path, model, device, init)
     pipe = Pipeline.from_pretrained(model or record.model, device=replay_device(record, image_path, device))
     weights_match = pipe.loaded.weights_sha256 == record.model_sha256
     for entry in record.lora or ():  # LoRAs merged in the recorded order and scale

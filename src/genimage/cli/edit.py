@@ -32,7 +32,8 @@ def edit(
         show_default="half the model's side")] = None,
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
-             "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
+             "(default 0.6 for img2img, 1.0 with --mask / --extend / DDNM --upscale, the upscaler's own (0.5) "
+             "with a trained --upscaler: it starts from the noised bicubic image)")] = None,
     upscale: Annotated[Optional[int], typer.Option(
         help="Super-resolution by FACTOR (pixel models): the output is FACTOR times the input's size; the input is cut "
              "into overlapping tiles of 1/FACTOR of the model's size, each super-resolved so that it averages back to "
@@ -56,9 +57,25 @@ def edit(
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
+    upscaler: Annotated[Optional[str], typer.Option(
+        help="--upscale with a trained upscaler (genimage train --family superres) or 'ddnm' (DDNM with --model)",
+        show_default="--model if it is an upscaler; else the bundled photos-x4 (x4, RGB, tiles of 16 -> 64 px) "
+                     "when --model is a latent model such as the default shapes; else ddnm")] = None,
+    style: Annotated[Optional[Path], typer.Option(
+        help="Style transfer: give the input the style of this image (AdaIN in an autoencoder; any sizes; "
+             "deterministic)", show_default="none")] = None,
+    style_strength: Annotated[float, typer.Option(help="--style: 0 keeps the input's feature statistics, 1 takes "
+                                                       "the style image's")] = 1.0,
+    style_method: Annotated[str, typer.Option(help="--style: AdaIN of pixels (colour statistics) | latent | "
+                                                   "decoder (every stage of --style-autoencoder's decoder); "
+                                                   "BENCHMARKS.md, Style transfer")] = "pixels",
+    style_autoencoder: Annotated[Optional[str], typer.Option(
+        help="--style: autoencoder folder (or a latent model, for its autoencoder)",
+        show_default="the bundled shapes autoencoder")] = None,
 ) -> None:
-    """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend) or
-    super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
+    """Edit an image: img2img (default), inpainting (--mask), outpainting (--extend),
+    super-resolution (--upscale: a trained upscaler, or DDNM with a pixel-space --model) or style
+    transfer (--style). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
     from genimage.editing.canvas import build_canvas_edit
     from genimage.editing.plan import model_factor
@@ -73,6 +90,30 @@ def edit(
         raise GenimageError(f"-n must be at least 1, got {num}")
     border = parse_extend(extend) if extend is not None else None
     family = ModelConfig.load(resolve_model_folder(model)).family
+    if style is not None:  # genimage.editing.style
+        from genimage.cli.style import run_style
+
+        others = {"--mask": mask, "--extend": extend, "--upscale": upscale, "--strength": strength,
+                  "--prompt": prompt, "--label": label, "--negative": negative, "--upscaler": upscaler,
+                  "--lora": lora or None, "--grid": grid}
+        run_style(image, style, strength=style_strength, method=style_method, autoencoder=style_autoencoder,
+                  output=output, num=num, out_dir=out_dir, watermark=watermark, others=others)
+        return
+    from genimage.cli.upscale import choose_upscaler, run_upscaler
+
+    chosen = choose_upscaler(model, family, upscale, upscaler)
+    if chosen is not None:  # a trained superres model (genimage.editing.superres)
+        if num > 1 and out_dir is None:
+            raise GenimageError("-n > 1 needs --out-dir")
+        if mask is not None or extend is not None:
+            raise GenimageError("give one of --mask (inpaint), --extend (outpaint) or --upscale, not several")
+        paths = [output or Path("edit.png")] if num == 1 and out_dir is None else \
+            [out_dir / f"{i:04d}.png" for i in range(num)]  # type: ignore[operator]
+        run_upscaler(chosen, image, upscale, strength=strength, resample=resample, prompt=prompt, label=label,
+                     negative=negative, guidance=guidance, guidance_interval=guidance_interval, eta=eta, lora=lora,
+                     steps=steps, sampler=sampler, schedule=schedule, seeds=list(range(seed, seed + num)),
+                     paths=paths, grid=grid, batch_size=batch_size, device=device, watermark=watermark)
+        return
     if is_direct(family):
         raise GenimageError(f"editing needs a diffusion or flow model (it noises and denoises the input); "
                             f"{model} is a {family} model")

@@ -37,7 +37,7 @@ def parse_text_layers(value: str | None) -> tuple[int, ...] | None:
 def train(
     data: Annotated[str, typer.Option(help="builtin:digits | builtin:shapes | builtin:photos | an image folder")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, samples, metrics)")],
-    family: Annotated[str, typer.Option(help="Model family: diffusion | consistency | reflow | gan | vae | normalizing-flow | autoencoder")] = "diffusion",
+    family: Annotated[str, typer.Option(help="Model family: diffusion | consistency | reflow | gan | vae | normalizing-flow | autoencoder | superres (x F upscaler conditioned on the low-resolution image; --set factor=4)")] = "diffusion",
     teacher: Annotated[Optional[str], typer.Option(help="Teacher model (bundled name or folder) for --family consistency (distillation) or reflow", show_default="none")] = None,
     objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
@@ -128,7 +128,7 @@ def train(
     live_text = None
     if text_encoder != "minilm" and Path(text_encoder).expanduser().is_dir():  # recorded so the model loads from anywhere
         text_encoder = str(Path(text_encoder).expanduser().resolve())
-    if family in ("diffusion", "consistency"):
+    if family in ("diffusion", "consistency", "superres"):
         spec = OBJECTIVES.get(objective)
         SAMPLERS.get(sampler)
         if path is not None:
@@ -214,6 +214,12 @@ def train(
                                     num_classes=num_classes, class_names=common["class_names"], overrides=overrides,
                                     family_config=family_config, training=common["training"])
         recipe_train = ct_preset_train_settings(preset)
+    elif family == "superres":  # a conditional denoiser: --objective and --path apply (genimage.families.superres)
+        from genimage.families.superres import superres_model_config
+
+        mc = superres_model_config(preset, image_size=dataset.image_size, channels=dataset.channels,
+                                   objective=objective, path=path, overrides=overrides, sampler=sampler,
+                                   steps=sample_steps, training=common["training"])
     elif family in ("diffusion", "consistency"):
         text_dim, text_len = 0, text_max_length
         if cond == "text":  # the backbone's text width is the encoder's (times the concatenated layers)

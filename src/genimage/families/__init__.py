@@ -45,7 +45,7 @@ def load_all_families() -> None:
     """Import every family module so ``FAMILIES`` is complete."""
     import importlib
 
-    for module in ("diffusion", "consistency", "reflow", "gan", "vae", "normalizing_flow"):
+    for module in ("diffusion", "consistency", "reflow", "gan", "vae", "normalizing_flow", "superres"):
         try:
             importlib.import_module(f"genimage.families.{module}")
         except ModuleNotFoundError as exc:  # a family still being written

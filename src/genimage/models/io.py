@@ -47,6 +47,10 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
 
         return load_sd_model(folder, str(name_or_path))
     config = ModelConfig.load(folder)
+    if config.family == "superres":  # conditioned on a low-resolution image: genimage.editing.superres runs it
+        raise GenimageError(f"{name_or_path} is an x{config.family_config.get('factor')} upscaler, not a generator; "
+                            f"use it with genimage edit IMAGE --upscale {config.family_config.get('factor')} "
+                            f"--upscaler {name_or_path}")
     denoiser = build_denoiser(config)
     state = load_safetensors(folder / WEIGHTS_FILE)
     check_finite_weights(state, folder / WEIGHTS_FILE)

@@ -190,7 +190,8 @@ class Studio:
 
         out: dict[str, Path] = {}
         for name in bundled_models():
-            if not is_direct(ModelConfig.load(BUNDLED_DIR / name).family):
+            family = ModelConfig.load(BUNDLED_DIR / name).family
+            if not is_direct(family) and family != "superres":  # an upscaler is no generator (editing.superres)
                 out[name] = BUNDLED_DIR / name
         for name, folder in model_dirs.items():
             if not MODEL_NAME.match(name):

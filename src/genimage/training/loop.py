@@ -626,7 +626,11 @@ class Trainer:
         elif self.mc.num_classes:
             cond = [i % self.mc.num_classes for i in range(n)]
         with torch.no_grad():
-            images = model.sample(n, cond, generators_for_seeds(list(range(n))))
+            if hasattr(model, "training_grid"):  # a conditional model (superres): shown on real training items
+                reals = torch.stack([self.dataset[i]["image"] for i in range(min(max(n // 3, 1), len(self.dataset)))])
+                images = model.training_grid(reals, generators_for_seeds(list(range(len(reals)))))
+            else:
+                images = model.sample(n, cond, generators_for_seeds(list(range(n))))
         path = self.out / "samples" / f"step-{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image_grid(images.float().cpu(), path)
