@@ -15,7 +15,16 @@ maxpool 2x2``, then flatten -> linear ``feature_dim`` -> ReLU (= the features) -
 linear to ``num_outputs`` logits (softmax for single-label tasks, sigmoid for multi-label).
 
 Shipped nets live in ``genimage/weights/features/<name>/`` (``model.safetensors``,
-``config.json``, ``README.md``) and are trained by ``scripts/train_feature_nets.py``.
+``config.json``, ``README.md``) and are trained by ``scripts/train_feature_nets.py``. The
+``generic`` net is trained self-supervised (SimCLR) on photo crops plus the built-in sets and is
+the default for folders no domain network fits.
+
+Domain check: a net may carry ``domain.safetensors``, a Gaussian fitted to its features of its
+own training data (mean and precision matrix) and the 99th percentile of the Mahalanobis
+distance on held-out data of that domain (:meth:`FeatureNet.domain_check`). Images beyond it
+look unlike anything the net was trained on, so scores in its features are not meaningful for
+them; the evaluation report warns when many are (Lee et al., 2018, "A Simple Unified Framework
+for Detecting Out-of-Distribution Samples and Adversarial Attacks", Eq. 2, on one Gaussian).
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ FEATURES_DIR = Path(__file__).resolve().parent.parent / "weights" / "features"
 """Folder of the shipped feature networks, one sub-folder per name."""
 
 CONFIG_FORMAT = "genimage-feature-net-1"
+DOMAIN_FILE = "domain.safetensors"
+"""Optional file beside ``model.safetensors``: ``mean (D,)``, ``precision (D, D)``, ``threshold ()``."""
+OUT_OF_DOMAIN_WARN = 0.25
+"""Warn when more than this share of images lies beyond the domain threshold (1% of in-domain images do)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +162,10 @@ class FeatureNet:
         source: What the features are, e.g. ``"genimage-digits-cnn (domain features; ...)"``.
     """
 
-    def __init__(self, module: SmallCNN, config: FeatureNetConfig, weights_sha256: str = "") -> None:
+    def __init__(self, module: SmallCNN, config: FeatureNetConfig, weights_sha256: str = "",
+                 domain: dict[str, torch.Tensor] | None = None) -> None:
         self.module = module.eval()
+        self.domain = domain
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.config = config
@@ -166,7 +181,11 @@ class FeatureNet:
         return self.config.feature_dim
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Check channels and resize to the net's input size (area when shrinking)."""
+        """Check channels and resize to the net's input size (area when shrinking); a 3-channel
+        net takes 1-channel images as gray (the channel repeated)."""
+        if (self.config.in_channels == 3 and isinstance(images, torch.Tensor) and images.ndim == 4
+                and images.shape[1] == 1):
+            images = images.repeat(1, 3, 1, 1)
         images = check_images(images, self.config.in_channels)
         return resize_images(images, self.config.image_size)
 
@@ -191,6 +210,76 @@ class FeatureNet:
         """Class probabilities ``(N, classes)``: softmax, or per-output sigmoid for multi-label nets."""
         z = self.logits(images, batch_size)
         return torch.sigmoid(z) if self.config.multilabel else torch.softmax(z, dim=1)
+
+
+    def domain_distances(self, images: torch.Tensor | None = None, *, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Mahalanobis distance ``(N,)`` of each image's features to the net's training domain.
+
+        Args:
+            images: ``(N, C, H, W)`` in ``[-1, 1]`` (or give ``features``).
+            features: ``(N, D)`` features already computed by :meth:`features`.
+
+        Raises:
+            GenimageError: If the net has no ``domain.safetensors``.
+        """
+        if self.domain is None:
+            raise GenimageError(f"feature net {self.name!r} has no domain statistics ({DOMAIN_FILE}); "
+                                "make them with scripts/train_feature_nets.py --calibrate NAME")
+        f = self.features(images) if features is None else features.to(torch.float32)
+        d = f - self.domain["mean"]
+        return ((d @ self.domain["precision"]) * d).sum(1).clamp_min(0).sqrt()
+
+    def domain_check(self, images: torch.Tensor | None = None, *, features: torch.Tensor | None = None,
+                     what: str = "images") -> dict[str, Any] | None:
+        """How many images lie outside the net's domain, with a warning when too many do.
+
+        Returns ``None`` for a net without domain statistics, else ``{"outside": share beyond the
+        threshold, "median_distance", "threshold", "warning": str or None}``. About 1% of images
+        of the net's own domain are beyond the threshold; a warning is given above
+        :data:`OUT_OF_DOMAIN_WARN`.
+
+        Args:
+            images: ``(N, C, H, W)`` in ``[-1, 1]`` (or give ``features``).
+            features: ``(N, D)`` features already computed by :meth:`features`.
+            what: What the images are, for the warning (``"samples"``, ``"reference data"``).
+        """
+        if self.domain is None:
+            return None
+        dist = self.domain_distances(images, features=features)
+        thr = float(self.domain["threshold"])
+        outside = float((dist > thr).float().mean())
+        warning = None
+        if outside > OUT_OF_DOMAIN_WARN:
+            warning = (f"{outside:.0%} of the {what} lie outside the domain of the {self.name!r} features "
+                       f"(Mahalanobis distance > {thr:.1f}, the 99th percentile on its own held-out data; "
+                       f"median {float(dist.median()):.1f}): scores in these features may not mean much; "
+                       f"pass --features for a net of this domain (scripts/train_feature_nets.py trains one)")
+        return {"outside": round(outside, 4), "median_distance": round(float(dist.median()), 3),
+                "threshold": round(thr, 3), "warning": warning}
+
+
+def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float = 0.99,
+               shrinkage: float = 0.05) -> dict[str, torch.Tensor]:
+    """Domain statistics for :meth:`FeatureNet.domain_check`: a Gaussian on ``features``.
+
+    Args:
+        features: ``(N, D)`` features of the net's training data (the Gaussian's sample).
+        held_out: ``(M, D)`` features of held-out data of the same domain (the threshold's).
+        quantile: Share of ``held_out`` inside the threshold (default 0.99).
+        shrinkage: Covariance shrinkage toward ``mean(diag) * I`` (Ledoit-Wolf style, fixed weight).
+
+    Returns:
+        ``{"mean": (D,), "precision": (D, D), "threshold": ()}`` float32.
+    """
+    f = features.double()
+    mean = f.mean(0)
+    cov = torch.cov((f - mean).T)
+    cov = (1 - shrinkage) * cov + shrinkage * cov.diagonal().mean().clamp_min(1e-8) * torch.eye(f.shape[1], dtype=f.dtype)
+    precision = torch.linalg.inv(cov)
+    d = held_out.double() - mean
+    dist = ((d @ precision) * d).sum(1).clamp_min(0).sqrt()
+    return {"mean": mean.float(), "precision": precision.float(),
+            "threshold": torch.quantile(dist, quantile).float().reshape(())}
 
 
 def available_feature_nets() -> list[str]:
@@ -235,11 +324,14 @@ def _load(folder: Path) -> FeatureNet:
         module.load_state_dict(state)
     except RuntimeError as exc:
         raise GenimageError(f"weights in {folder} do not match its config.json: {str(exc).splitlines()[0]}") from None
-    return FeatureNet(module, config, sha256_file(folder / "model.safetensors"))
+    domain = load_safetensors(folder / DOMAIN_FILE) if (folder / DOMAIN_FILE).is_file() else None
+    if domain is not None and set(domain) != {"mean", "precision", "threshold"}:
+        raise GenimageError(f"{folder / DOMAIN_FILE} must hold mean, precision and threshold, has {sorted(domain)}")
+    return FeatureNet(module, config, sha256_file(folder / "model.safetensors"), domain)
 
 
 def load_feature_net(name: str | Path) -> FeatureNet:
-    """Load a shipped feature network by name (``"digits"``, ``"shapes"``) or from a folder.
+    """Load a shipped feature network by name (``"digits"``, ``"shapes"``, ``"generic"``) or from a folder.
 
     Loaded nets are cached per folder (they are read-only: eval mode, no gradients).
     """
