@@ -373,6 +373,7 @@ def domain_data(name: str, folder: str | None = None) -> tuple[torch.Tensor, tor
 def write_domain(name: str, folder: Path, photos_folder: str | None = None) -> dict:
     from genimage.utils.weights import save_safetensors, write_json_atomic
 
+    (folder / DOMAIN_FILE).unlink(missing_ok=True)  # the net is loaded without its old statistics
     net = load_feature_net(folder)
     train, held_out = domain_data(name, photos_folder)
     domain, check = calibrate(net, train, held_out)

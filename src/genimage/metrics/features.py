@@ -20,11 +20,13 @@ Shipped nets live in ``genimage/weights/features/<name>/`` (``model.safetensors`
 the default for folders no domain network fits.
 
 Domain check: a net may carry ``domain.safetensors``, a Gaussian fitted to its features of its
-own training data (mean and precision matrix) and the 99th percentile of the Mahalanobis
-distance on held-out data of that domain (:meth:`FeatureNet.domain_check`). Images beyond it
-look unlike anything the net was trained on, so scores in its features are not meaningful for
-them; the evaluation report warns when many are (Lee et al., 2018, "A Simple Unified Framework
-for Detecting Out-of-Distribution Samples and Adversarial Attacks", Eq. 2, on one Gaussian).
+own training data (mean and precision matrix), the 99th percentile of the Mahalanobis distance
+on held-out data of that domain (Lee et al., 2018, "A Simple Unified Framework for Detecting
+Out-of-Distribution Samples and Adversarial Attacks", Eq. 2, with one Gaussian) and the 0.5th
+and 99.5th percentiles of the feature norm there (a classifier trained with outlier exposure
+maps junk to near-zero features, which the Mahalanobis distance alone misses). An image beyond
+either looks unlike anything the net was trained on (:meth:`FeatureNet.domain_check`), so
+scores in its features are not meaningful for it; the evaluation report warns when many are.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ FEATURES_DIR = Path(__file__).resolve().parent.parent / "weights" / "features"
 
 CONFIG_FORMAT = "genimage-feature-net-1"
 DOMAIN_FILE = "domain.safetensors"
-"""Optional file beside ``model.safetensors``: ``mean (D,)``, ``precision (D, D)``, ``threshold ()``."""
+"""Optional file beside ``model.safetensors``: ``mean (D,)``, ``precision (D, D)``, ``threshold ()``,
+``norm_range (2,)``."""
+DOMAIN_KEYS = {"mean", "precision", "threshold", "norm_range"}
 OUT_OF_DOMAIN_WARN = 0.25
-"""Warn when more than this share of images lies beyond the domain threshold (1% of in-domain images do)."""
+"""Warn when more than this share of images lies outside the domain (about 2% of in-domain images do)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,9 +238,9 @@ class FeatureNet:
         """How many images lie outside the net's domain, with a warning when too many do.
 
         Returns ``None`` for a net without domain statistics, else ``{"outside": share beyond the
-        threshold, "median_distance", "threshold", "warning": str or None}``. About 1% of images
-        of the net's own domain are beyond the threshold; a warning is given above
-        :data:`OUT_OF_DOMAIN_WARN`.
+        Mahalanobis threshold or outside the norm range, "median_distance", "median_norm",
+        "threshold", "norm_range", "warning": str or None}``. About 2% of images of the net's
+        own domain are outside; a warning is given above :data:`OUT_OF_DOMAIN_WARN`.
 
         Args:
             images: ``(N, C, H, W)`` in ``[-1, 1]`` (or give ``features``).
@@ -245,17 +249,23 @@ class FeatureNet:
         """
         if self.domain is None:
             return None
-        dist = self.domain_distances(images, features=features)
+        f = self.features(images) if features is None else features.to(torch.float32)
+        dist = self.domain_distances(features=f)
+        norm = f.norm(dim=1)
         thr = float(self.domain["threshold"])
-        outside = float((dist > thr).float().mean())
+        lo, hi = (float(v) for v in self.domain["norm_range"])
+        far, odd_norm = dist > thr, (norm < lo) | (norm > hi)
+        outside = float((far | odd_norm).float().mean())
         warning = None
         if outside > OUT_OF_DOMAIN_WARN:
             warning = (f"{outside:.0%} of the {what} lie outside the domain of the {self.name!r} features "
-                       f"(Mahalanobis distance > {thr:.1f}, the 99th percentile on its own held-out data; "
-                       f"median {float(dist.median()):.1f}): scores in these features may not mean much; "
+                       f"({float(far.float().mean()):.0%} beyond its Mahalanobis threshold {thr:.1f}, "
+                       f"{float(odd_norm.float().mean()):.0%} with a feature norm outside [{lo:.2f}, {hi:.2f}]; "
+                       f"limits from its own held-out data): scores in these features may not mean much; "
                        f"pass --features for a net of this domain (scripts/train_feature_nets.py trains one)")
         return {"outside": round(outside, 4), "median_distance": round(float(dist.median()), 3),
-                "threshold": round(thr, 3), "warning": warning}
+                "median_norm": round(float(norm.median()), 3), "threshold": round(thr, 3),
+                "norm_range": [round(lo, 3), round(hi, 3)], "warning": warning}
 
 
 def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float = 0.99,
@@ -269,7 +279,9 @@ def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float =
         shrinkage: Covariance shrinkage toward ``mean(diag) * I`` (Ledoit-Wolf style, fixed weight).
 
     Returns:
-        ``{"mean": (D,), "precision": (D, D), "threshold": ()}`` float32.
+        ``{"mean": (D,), "precision": (D, D), "threshold": (), "norm_range": (2,)}`` float32:
+        ``threshold`` is the ``quantile`` of the held-out Mahalanobis distances, ``norm_range``
+        the ``(1 - quantile) / 2`` and ``(1 + quantile) / 2`` quantiles of their feature norms.
     """
     f = features.double()
     mean = f.mean(0)
@@ -278,8 +290,11 @@ def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float =
     precision = torch.linalg.inv(cov)
     d = held_out.double() - mean
     dist = ((d @ precision) * d).sum(1).clamp_min(0).sqrt()
+    norms = held_out.double().norm(dim=1)
+    tail = (1 - quantile) / 2
     return {"mean": mean.float(), "precision": precision.float(),
-            "threshold": torch.quantile(dist, quantile).float().reshape(())}
+            "threshold": torch.quantile(dist, quantile).float().reshape(()),
+            "norm_range": torch.stack([torch.quantile(norms, tail), torch.quantile(norms, 1 - tail)]).float()}
 
 
 def available_feature_nets() -> list[str]:
@@ -325,8 +340,9 @@ def _load(folder: Path) -> FeatureNet:
     except RuntimeError as exc:
         raise GenimageError(f"weights in {folder} do not match its config.json: {str(exc).splitlines()[0]}") from None
     domain = load_safetensors(folder / DOMAIN_FILE) if (folder / DOMAIN_FILE).is_file() else None
-    if domain is not None and set(domain) != {"mean", "precision", "threshold"}:
-        raise GenimageError(f"{folder / DOMAIN_FILE} must hold mean, precision and threshold, has {sorted(domain)}")
+    if domain is not None and set(domain) != DOMAIN_KEYS:
+        raise GenimageError(f"{folder / DOMAIN_FILE} must hold {', '.join(sorted(DOMAIN_KEYS))}, has {sorted(domain)}; "
+                            "rewrite it with scripts/train_feature_nets.py --calibrate NAME")
     return FeatureNet(module, config, sha256_file(folder / "model.safetensors"), domain)
 
 
