@@ -162,9 +162,9 @@ def train(
         steps, batch_size, lr, warmup_steps, ema_decay, bf16 = (
             v if v is not None else r[k] for v, k in ((steps, "steps"), (batch_size, "batch_size"), (lr, "lr"),
                                                       (warmup_steps, "warmup_steps"), (ema_decay, "ema_decay"), (bf16, "bf16")))
-        lr_schedule, min_lr_ratio, checkpoint_every = (
+        lr_schedule, min_lr_ratio, checkpoint_every, max_minutes = (
             v if k in given_opts else r[k] for v, k in ((lr_schedule, "lr_schedule"), (min_lr_ratio, "min_lr_ratio"),
-                                                   (checkpoint_every, "checkpoint_every")))
+                                                        (checkpoint_every, "checkpoint_every"), (max_minutes, "max_minutes")))
     else:
         dataset = open_dataset(data, image_size=image_size, seed=seed, **options)
     if cond == "auto":

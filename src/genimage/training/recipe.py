@@ -66,7 +66,7 @@ class Recipe:
         settings: ``genimage train`` option names -> values (``backbone``, ``set`` (backbone
             overrides), ``autoencoder``, ``image_size``, ``crop``, ``flip``, ``views``, ``cond``,
             ``steps``, ``batch_size``, ``lr``, ``warmup_steps``, ``lr_schedule``,
-            ``min_lr_ratio``, ``ema_decay``, ``bf16``, ``checkpoint_every``).
+            ``min_lr_ratio``, ``ema_decay``, ``bf16``, ``max_minutes``, ``checkpoint_every``).
         reasons: Option name -> one line saying why.
         measurements: ``[{"candidate", "batch", "bf16", "seconds_per_step"}, ...]``.
     """
@@ -241,6 +241,8 @@ def choose_recipe(*, n_images: int, channels: int, image_size: int | None, budge
     reasons["min_lr_ratio"] = "the rate ends at a tenth of its peak"
     settings["ema_decay"] = round(min(0.9995, max(0.99, 1 - 10 / steps)), 5)
     reasons["ema_decay"] = "averages about the last tenth of the run (1 - 10/steps), so samples use trained weights"
+    settings["max_minutes"] = budget
+    reasons["max_minutes"] = "stop at the budget even if the machine gets slower (--resume continues)"
     settings["checkpoint_every"] = max(100, steps // 5)
     reasons["checkpoint_every"] = "five checkpoints per run"
     return Recipe(settings, reasons, measurements)
