@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from genimage.data.builtin import load_builtin
 from genimage.data.shapes import ALL_PAIRS
 from genimage.metrics.features import (DOMAIN_FILE, FEATURES_DIR, FeatureNet, FeatureNetConfig, SmallCNN,
-                                       fit_domain, load_feature_net, save_feature_net)
+                                       fit_domain, high_frequency_share, load_feature_net, save_feature_net)
 
 DOMAIN_NOTE = "domain features; not comparable to published FID"
 
@@ -345,13 +345,15 @@ def train_generic(seed: int, minutes: float, batch: int = 128, temperature: floa
 def calibrate(net: FeatureNet, train: torch.Tensor, held_out: torch.Tensor, noise_check: bool = True) -> tuple[dict, dict]:
     """Domain statistics of ``net`` (:func:`~genimage.metrics.features.fit_domain`) and a check:
     share of held-out, uniform-noise and blurred-noise images beyond the threshold."""
-    domain = fit_domain(net.features(train), net.features(held_out))
+    domain = fit_domain(net.features(train), net.features(held_out),
+                        held_out_hf=high_frequency_share(net.prepare(held_out)))
     probe = FeatureNet(net.module, net.config, net.weights_sha256, domain)
     c, s = net.config.in_channels, net.config.image_size
     g = torch.Generator().manual_seed(7)
     noise = torch.rand(500, c, s, s, generator=g) * 2 - 1
     blur = F.avg_pool2d(torch.rand(500, c, s, s, generator=g), 3, stride=1, padding=1, count_include_pad=False) * 2 - 1
     check = {"threshold": round(float(domain["threshold"]), 3),
+             "hf_max": round(float(domain["hf_max"]), 4),
              "held_out_outside": probe.domain_check(held_out)["outside"],
              "uniform_noise_outside": probe.domain_check(noise)["outside"],
              "blurred_noise_outside": probe.domain_check(blur)["outside"],

@@ -17,15 +17,18 @@ def test_default_features_by_data():
     assert default_features("builtin:photos") == "generic" and default_features("/some/folder") == "generic"
 
 
-def test_eval_on_a_folder_uses_generic_features_and_warns_for_an_untrained_model(tmp_path):
+def test_eval_on_a_folder_uses_generic_features_and_warns_for_noise_data(tmp_path):
+    import numpy as np
+
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i in range(8):
-        Image.new("RGB", (12, 12), (30 * i, 100, 250 - 30 * i)).save(folder / f"{i}.png")
+    rng = np.random.default_rng(0)
+    for i in range(8):  # white noise: far from any photo
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     run = tmp_path / "run"
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--data", str(folder), "--out", str(run), "--recipe", "none", "--backbone", "dit",
-                              "--preset", "tiny", "--image-size", "8", "--steps", "1", "--no-progress", "--no-estimate"])
+                              "--preset", "tiny", "--image-size", "32", "--steps", "1", "--no-progress", "--no-estimate"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["eval", str(run), "--data", str(folder), "--out", str(tmp_path / "ev"), "-n", "8"])
     assert res.exit_code == 0, res.output
@@ -33,5 +36,6 @@ def test_eval_on_a_folder_uses_generic_features_and_warns_for_an_untrained_model
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert set(report["domain"]) == {"samples", "reference", "warnings"}
     assert 0 <= report["domain"]["samples"]["outside"] <= 1
-    # one step of training: the samples are noise, which the generic features flag
-    assert report["domain"]["samples"]["warning"] and "warning: " in res.output
+    ref = report["domain"]["reference"]
+    assert ref["outside"] == 1.0 and ref["warning"] in report["domain"]["warnings"]
+    assert "warning: 100% of the reference data lie outside the domain of the 'generic' features" in res.output

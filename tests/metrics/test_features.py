@@ -130,7 +130,7 @@ def test_out_of_domain_warning_fires_for_noise_not_for_photos(photo_crops):
     noise = torch.rand(96, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     bad = net.domain_check(noise, what="samples")
     assert bad["outside"] > 0.9 and "outside the domain of the 'generic' features" in bad["warning"]
-    assert bad["median_distance"] > ok["median_distance"]
+    assert bad["noisy"] > 0.9 and ok["noisy"] < 0.05  # the pixel statistic: this small SimCLR net maps noise near grainy photos
 
 
 @pytest.mark.parametrize("name", ["digits", "shapes"])

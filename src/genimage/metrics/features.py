@@ -24,8 +24,11 @@ own training data (mean and precision matrix), the 99th percentile of the Mahala
 on held-out data of that domain (Lee et al., 2018, "A Simple Unified Framework for Detecting
 Out-of-Distribution Samples and Adversarial Attacks", Eq. 2, with one Gaussian) and the 0.5th
 and 99.5th percentiles of the feature norm there (a classifier trained with outlier exposure
-maps junk to near-zero features, which the Mahalanobis distance alone misses). An image beyond
-either looks unlike anything the net was trained on (:meth:`FeatureNet.domain_check`), so
+maps junk to near-zero features, which the Mahalanobis distance alone misses), plus one pixel
+statistic, the 99.5th percentile of the high-frequency share (:func:`high_frequency_share`:
+about 1 for white noise, far below for photos and drawings; a small self-supervised net can map
+noise next to grainy photo crops, so its features alone do not separate them). An image beyond
+any limit looks unlike anything the net was trained on (:meth:`FeatureNet.domain_check`), so
 scores in its features are not meaningful for it; the evaluation report warns when many are.
 """
 
@@ -50,8 +53,8 @@ FEATURES_DIR = Path(__file__).resolve().parent.parent / "weights" / "features"
 CONFIG_FORMAT = "genimage-feature-net-1"
 DOMAIN_FILE = "domain.safetensors"
 """Optional file beside ``model.safetensors``: ``mean (D,)``, ``precision (D, D)``, ``threshold ()``,
-``norm_range (2,)``."""
-DOMAIN_KEYS = {"mean", "precision", "threshold", "norm_range"}
+``norm_range (2,)``, ``hf_max ()``."""
+DOMAIN_KEYS = {"mean", "precision", "threshold", "norm_range", "hf_max"}
 OUT_OF_DOMAIN_WARN = 0.25
 """Warn when more than this share of images lies outside the domain (about 2% of in-domain images do)."""
 
@@ -238,9 +241,10 @@ class FeatureNet:
         """How many images lie outside the net's domain, with a warning when too many do.
 
         Returns ``None`` for a net without domain statistics, else ``{"outside": share beyond the
-        Mahalanobis threshold or outside the norm range, "median_distance", "median_norm",
-        "threshold", "norm_range", "warning": str or None}``. About 2% of images of the net's
-        own domain are outside; a warning is given above :data:`OUT_OF_DOMAIN_WARN`.
+        Mahalanobis threshold, outside the norm range or (given ``images``) above ``hf_max``,
+        "median_distance", "median_norm", "threshold", "norm_range", "hf_max", "noisy",
+        "warning": str or None}``. About 2-3% of images of the net's own domain are outside; a
+        warning is given above :data:`OUT_OF_DOMAIN_WARN`.
 
         Args:
             images: ``(N, C, H, W)`` in ``[-1, 1]`` (or give ``features``).
@@ -252,24 +256,45 @@ class FeatureNet:
         f = self.features(images) if features is None else features.to(torch.float32)
         dist = self.domain_distances(features=f)
         norm = f.norm(dim=1)
-        thr = float(self.domain["threshold"])
+        thr, hf_max = float(self.domain["threshold"]), float(self.domain["hf_max"])
         lo, hi = (float(v) for v in self.domain["norm_range"])
         far, odd_norm = dist > thr, (norm < lo) | (norm > hi)
-        outside = float((far | odd_norm).float().mean())
+        noisy = torch.zeros_like(far)
+        if images is not None:  # the pixel statistic needs the images
+            noisy = torch.cat([high_frequency_share(self.prepare(images[i:i + 500]))
+                               for i in range(0, images.shape[0], 500)]) > hf_max
+        out = far | odd_norm | noisy
+        outside = float(out.float().mean())
         warning = None
         if outside > OUT_OF_DOMAIN_WARN:
             warning = (f"{outside:.0%} of the {what} lie outside the domain of the {self.name!r} features "
                        f"({float(far.float().mean()):.0%} beyond its Mahalanobis threshold {thr:.1f}, "
-                       f"{float(odd_norm.float().mean()):.0%} with a feature norm outside [{lo:.2f}, {hi:.2f}]; "
+                       f"{float(odd_norm.float().mean()):.0%} with a feature norm outside [{lo:.2f}, {hi:.2f}], "
+                       f"{float(noisy.float().mean()):.0%} noisier than {hf_max:.2f} high-frequency share; "
                        f"limits from its own held-out data): scores in these features may not mean much; "
                        f"pass --features for a net of this domain (scripts/train_feature_nets.py trains one)")
         return {"outside": round(outside, 4), "median_distance": round(float(dist.median()), 3),
                 "median_norm": round(float(norm.median()), 3), "threshold": round(thr, 3),
-                "norm_range": [round(lo, 3), round(hi, 3)], "warning": warning}
+                "norm_range": [round(lo, 3), round(hi, 3)], "hf_max": round(hf_max, 4),
+                "noisy": round(float(noisy.float().mean()), 4), "warning": warning}
+
+
+def high_frequency_share(images: torch.Tensor) -> torch.Tensor:
+    """Per image ``(N,)``: mean squared difference of neighbouring pixels over ``4 x`` the pixel
+    variance (averaged over channels). White noise gives about 1 (each difference has twice
+    the variance), smooth images near 0; a flat image gives 0.
+
+    Args:
+        images: ``(N, C, H, W)``.
+    """
+    dx = (images[..., :, 1:] - images[..., :, :-1]).square().mean((2, 3))
+    dy = (images[..., 1:, :] - images[..., :-1, :]).square().mean((2, 3))
+    var = images.var(dim=(2, 3))
+    return ((dx + dy) / (4 * var + 1e-4)).mean(1)
 
 
 def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float = 0.99,
-               shrinkage: float = 0.05) -> dict[str, torch.Tensor]:
+               shrinkage: float = 0.05, held_out_hf: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Domain statistics for :meth:`FeatureNet.domain_check`: a Gaussian on ``features``.
 
     Args:
@@ -277,11 +302,14 @@ def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float =
         held_out: ``(M, D)`` features of held-out data of the same domain (the threshold's).
         quantile: Share of ``held_out`` inside the threshold (default 0.99).
         shrinkage: Covariance shrinkage toward ``mean(diag) * I`` (Ledoit-Wolf style, fixed weight).
+        held_out_hf: :func:`high_frequency_share` of the held-out images (``None``: no pixel limit).
 
     Returns:
-        ``{"mean": (D,), "precision": (D, D), "threshold": (), "norm_range": (2,)}`` float32:
-        ``threshold`` is the ``quantile`` of the held-out Mahalanobis distances, ``norm_range``
-        the ``(1 - quantile) / 2`` and ``(1 + quantile) / 2`` quantiles of their feature norms.
+        ``{"mean": (D,), "precision": (D, D), "threshold": (), "norm_range": (2,), "hf_max": ()}``
+        float32: ``threshold`` is the ``quantile`` of the held-out Mahalanobis distances,
+        ``norm_range`` the ``(1 - quantile) / 2`` and ``(1 + quantile) / 2`` quantiles of their
+        feature norms, ``hf_max`` the ``(1 + quantile) / 2`` quantile of ``held_out_hf`` (inf
+        without it).
     """
     f = features.double()
     mean = f.mean(0)
@@ -294,7 +322,9 @@ def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float =
     tail = (1 - quantile) / 2
     return {"mean": mean.float(), "precision": precision.float(),
             "threshold": torch.quantile(dist, quantile).float().reshape(()),
-            "norm_range": torch.stack([torch.quantile(norms, tail), torch.quantile(norms, 1 - tail)]).float()}
+            "norm_range": torch.stack([torch.quantile(norms, tail), torch.quantile(norms, 1 - tail)]).float(),
+            "hf_max": (torch.quantile(held_out_hf.double(), 1 - tail) if held_out_hf is not None
+                       else torch.tensor(float("inf"))).float().reshape(())}
 
 
 def available_feature_nets() -> list[str]:
