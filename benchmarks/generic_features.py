@@ -53,7 +53,7 @@ def main() -> None:
     rows = []
     for name, x in sets.items():
         f = net.features(x)
-        dom = net.domain_check(features=f)
+        dom = net.domain_check(x)  # features and the pixel statistic
         rows.append({"set": name, "n": len(x), "fd_vs_photos": round(frechet_distance(fa, f), 2),
                      "outside_domain": dom["outside"] if dom else None})
         print(f"| {name} | {len(x)} | {rows[-1]['fd_vs_photos']:.2f} | "
