@@ -66,11 +66,13 @@ def folder_recipe(dataset_opener: Callable[..., Any], *, image_size: int | None,
     from genimage.utils.precision import resolve_bf16
 
     saved = Path(out) / RECIPE_FILE
+    probe, probe_kw = None, None
     if resume and saved.is_file():
         recipe = Recipe.from_json(json.loads(saved.read_text()))
         echo(f"recipe: the one this run started with ({saved})")
     else:
-        probe = dataset_opener(image_size=image_size or 32, crop="random", flip=True)
+        probe_kw = dict(image_size=image_size or 32, crop="random", flip=True)
+        probe = dataset_opener(**probe_kw)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         fast_bf16 = resolve_bf16(None, device) if bf16_given is None else False
         echo("recipe: measuring candidate backbones on this machine (genimage train --recipe none turns this off)")
@@ -84,7 +86,8 @@ def folder_recipe(dataset_opener: Callable[..., Any], *, image_size: int | None,
     for line in recipe.lines():
         echo(line)
     s = recipe.settings
-    dataset = dataset_opener(image_size=s["image_size"], crop=s["crop"], flip=s["flip"])
+    kw = dict(image_size=s["image_size"], crop=s["crop"], flip=s["flip"])
+    dataset = probe if kw == probe_kw else dataset_opener(**kw)  # a folder is scanned once when it can be
     return recipe, dataset
 
 
