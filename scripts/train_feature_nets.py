@@ -301,6 +301,10 @@ def train_generic(seed: int, minutes: float, batch: int = 128, temperature: floa
                          zip(parts.values(), [0.7, 0.2, 0.1] if folder is None else [1.0])])
     data_seconds = time.perf_counter() - t_data
     cfg = generic_config()
+    if folder is not None:  # the features of your own images say so
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, source=f"genimage-simclr-cnn trained on the images of {Path(folder).name} ({DOMAIN_NOTE})")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = SmallCNN(cfg, dropout=0.0)
