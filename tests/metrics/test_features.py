@@ -103,3 +103,53 @@ def test_shipped_shapes_net():
     assert p.shape == (150, 18) and ((p >= 0) & (p <= 1)).all()
     assert ((p >= 0.5) == truth).all(1).float().mean() >= 0.9
     assert net.source.startswith("genimage-shapes-cnn")
+
+
+# ------------------------------------------------------------------ the generic net and its domain check
+@pytest.fixture(scope="module")
+def photo_crops():
+    ds = load_builtin("photos", split="eval", length=96, seed=3)
+    return torch.stack([ds[i]["image"] for i in range(len(ds))])
+
+
+def test_generic_net_loads_offline_and_gives_finite_features(photo_crops):
+    net = load_feature_net("generic")
+    assert "generic" in available_feature_nets() and net.config.in_channels == 3 and net.config.image_size == 32
+    assert net.feature_dim == 256 and "not comparable to published FID" in net.source
+    assert (FEATURES_DIR / "generic" / "model.safetensors").stat().st_size < 3_000_000
+    f = net.features(photo_crops)
+    assert f.shape == (96, 256) and torch.isfinite(f).all()
+    gray = net.features(photo_crops[:4].mean(1, keepdim=True))  # 1-channel images are taken as gray
+    assert gray.shape == (4, 256) and torch.isfinite(gray).all()
+
+
+def test_out_of_domain_warning_fires_for_noise_not_for_photos(photo_crops):
+    net = load_feature_net("generic")
+    ok = net.domain_check(photo_crops, what="photos")
+    assert ok["warning"] is None and ok["outside"] < 0.25
+    noise = torch.rand(96, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    bad = net.domain_check(noise, what="samples")
+    assert bad["outside"] > 0.9 and "outside the domain of the 'generic' features" in bad["warning"]
+    assert bad["noisy"] > 0.9 and ok["noisy"] < 0.05  # the pixel statistic: this small SimCLR net maps noise near grainy photos
+
+
+@pytest.mark.parametrize("name", ["digits", "shapes"])
+def test_domain_nets_warn_for_noise(name):
+    net = load_feature_net(name)
+    c, s = net.config.in_channels, net.config.image_size
+    noise = torch.rand(64, c, s, s, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert net.domain_check(noise)["warning"] is not None
+
+
+def test_fit_domain_threshold_is_the_held_out_quantile():
+    from genimage.metrics.features import FeatureNet, fit_domain
+
+    g = torch.Generator().manual_seed(0)
+    train, held = torch.randn(2000, 8, generator=g), torch.randn(1000, 8, generator=g)
+    dom = fit_domain(train, held, quantile=0.9)
+    cfg = FeatureNetConfig(name="t", in_channels=1, image_size=2, widths=(2,), feature_dim=8, num_outputs=1,
+                           multilabel=False, class_names=("a",), source="test")
+    net = FeatureNet(SmallCNN(cfg), cfg, domain=dom)
+    assert abs(float((net.domain_distances(features=held) > dom["threshold"]).float().mean()) - 0.1) < 0.01
+    assert 0.1 < net.domain_check(features=held)["outside"] < 0.22  # plus the 10% outside the norm range, overlapping
+    assert net.domain_check(features=held * 4)["warning"] is not None

@@ -108,7 +108,7 @@ def model_report(
     n: Annotated[int, typer.Option("-n", help="Samples to draw")] = 1000,
     seed: Annotated[int, typer.Option(help="Image i uses seed SEED+i")] = 0,
     split: Annotated[str, typer.Option(help="Split of a built-in dataset used as reference")] = "train",
-    features: Annotated[Optional[str], typer.Option(help="digits | shapes | feature-net folder | inception:PATH | inception-pytorch-fid:PATH (default: the dataset's)")] = None,
+    features: Annotated[Optional[str], typer.Option(help="digits | shapes | generic | feature-net folder | inception:PATH | inception-pytorch-fid:PATH (default: the dataset's domain net; generic for folders and builtin:photos)")] = None,
     sweep: Annotated[bool, typer.Option(help="Also sweep samplers x steps (quality vs NFE plot)")] = False,
     sweep_with: Annotated[Optional[list[str]], typer.Option("--sweep-with", help="NAME=FOLDER of a few-step model (consistency, reflow) added to the sweep (repeatable)", show_default="none")] = None,
     prompts: Annotated[int, typer.Option(help="Also measure shapes prompt accuracy on this many prompts per split")] = 0,
@@ -137,6 +137,8 @@ def model_report(
         return
     q = report["quality"]
     typer.echo(f"features: {report['features']} ({report['features_note']})")
+    for w in report.get("domain", {}).get("warnings", []):
+        typer.echo(f"warning: {w}")
     typer.echo(f"FD {q['fd']:.4f}  KID {q['kid']:.5f}±{q['kid_std']:.5f}  precision {q['precision']:.3f}  "
                f"recall {q['recall']:.3f}  density {q['density']:.3f}  coverage {q['coverage']:.3f}")
     if "bits_per_dim" in report:

@@ -85,6 +85,10 @@ def train(
     ignore_memory: Annotated[bool, typer.Option("--ignore-memory", help="Train even when the estimated peak memory exceeds the available memory")] = False,
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step (gradient accumulation): equals a --grad-accum times larger --batch-size")] = 1,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine, through torchrun (one CPU thread each unless OMP_NUM_THREADS is set); a step then trains on nproc x grad-accum x batch-size images, the same as one process with that batch")] = 1,
+    recipe_mode: Annotated[str, typer.Option("--recipe", help="auto: for an image folder with no --backbone/--preset/--objective/--set/--autoencoder, measure and print a CPU-sized recipe (latent space through the bundled photo autoencoder, backbone, steps for the --max-minutes budget or 15 min, lr, warm-up, EMA, augmentation); none: the general defaults")] = "auto",
+    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips of folder images", show_default="on with the folder recipe, else off")] = None,
+    random_crop: Annotated[Optional[bool], typer.Option("--random-crop/--center-crop", help="Random or centre square crop of folder images", show_default="random with the folder recipe, else centre")] = None,
+    ctx: typer.Context = None,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
     if lora is not None:
@@ -124,6 +128,12 @@ def train(
 
     load_all_families()
     fam = FAMILIES.get(family)
+    from genimage.cli.train_recipe import folder_recipe, given_options, save_recipe, wants_recipe
+
+    given_opts = given_options(ctx)
+    use_recipe, why_not = wants_recipe(recipe_mode, data, family, given_opts)
+    if why_not and main_rank:
+        typer.echo(why_not, err=True)
     layers = parse_text_layers(text_layers)
     live_text = None
     if text_encoder != "minilm" and Path(text_encoder).expanduser().is_dir():  # recorded so the model loads from anywhere
@@ -137,8 +147,26 @@ def train(
         raise GenimageError(f"--cond must be auto, label, text or none, got {cond!r}")
     options = {"length": length} if length is not None else {}
     if not data.startswith("builtin:"):
-        options = {"on_bad_file": on_bad_file}
-    dataset = open_dataset(data, image_size=image_size, seed=seed, **options)
+        options = {"on_bad_file": on_bad_file, **({} if flip is None else {"flip": flip}),
+                   **({} if random_crop is None else {"crop": "random" if random_crop else "center"})}
+    elif flip is not None or random_crop is not None:
+        raise GenimageError("--flip and --random-crop are for image folders; built-in datasets have their own options")
+    recipe = None
+    if use_recipe:  # measured CPU-sized defaults; what the user gave wins
+        recipe, dataset = folder_recipe(lambda **kw: open_dataset(data, seed=seed, **{**kw, **options}),
+                                        image_size=image_size, max_minutes=max_minutes, bf16_given=bf16, out=out,
+                                        resume=resume, echo=lambda m: typer.echo(m, err=True) if main_rank else None)
+        r = recipe.settings
+        backbone, autoencoder, image_size = r["backbone"], r["autoencoder"], r["image_size"]
+        cond = cond if "cond" in given_opts else r["cond"]
+        steps, batch_size, lr, warmup_steps, ema_decay, bf16 = (
+            v if v is not None else r[k] for v, k in ((steps, "steps"), (batch_size, "batch_size"), (lr, "lr"),
+                                                      (warmup_steps, "warmup_steps"), (ema_decay, "ema_decay"), (bf16, "bf16")))
+        lr_schedule, min_lr_ratio, checkpoint_every, max_minutes = (
+            v if k in given_opts else r[k] for v, k in ((lr_schedule, "lr_schedule"), (min_lr_ratio, "min_lr_ratio"),
+                                                        (checkpoint_every, "checkpoint_every"), (max_minutes, "max_minutes")))
+    else:
+        dataset = open_dataset(data, image_size=image_size, seed=seed, **options)
     if cond == "auto":
         cond = "label" if dataset.num_classes else "text" if dataset.has_captions and "text" in fam.conditioning else "none"
     if cond == "label" and not dataset.num_classes:
@@ -158,7 +186,10 @@ def train(
 
         first = PartialState().main_process_first() if world > 1 else contextlib.nullcontext()
         with first:  # rank 0 writes the caches; the others then read them
-            latent = prepare_latent_training(autoencoder, dataset, out, text_encoder=text_encoder if cond == "text" else None,
+            from genimage.data.views import AugmentedViews
+
+            views = recipe.settings.get("views", 1) if recipe is not None else 1
+            latent = prepare_latent_training(autoencoder, AugmentedViews(dataset, views) if views > 1 else dataset, out, text_encoder=text_encoder if cond == "text" else None,
                                              text_max_length=text_max_length, text_layers=layers, cache_dir=latent_cache,
                                              progress=progress and main_rank)
         if main_rank:
@@ -169,6 +200,8 @@ def train(
                        err=True)
     geometry = latent.dataset if latent is not None else dataset  # what the backbone sees
     overrides = parse_key_values(set_, "--set")
+    if recipe is not None:
+        overrides = {**recipe.settings["set"], **overrides}
     common = dict(image_size=dataset.image_size, channels=dataset.channels, num_classes=num_classes,
                   class_names=dataset.class_names if num_classes else None, family=family,
                   training={"data": data, **(latent.training_record() if latent is not None else {})},
@@ -290,6 +323,8 @@ def train(
     if main_rank:  # the run's records: one writer
         from genimage.utils.atomic import atomic_write_text
 
+        if recipe is not None:
+            save_recipe(recipe, out)
         atomic_write_text(out / "run.json", json.dumps({"model": mc.to_dict(), "training": dataclasses.asdict(tc)},
                                                        indent=2), what="run record")
         from genimage.data.manifest import write_manifest

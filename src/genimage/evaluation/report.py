@@ -25,12 +25,24 @@ from genimage.utils.atomic import atomic_write_text
 FEATURES_BY_DATA = {"builtin:digits": "digits", "builtin:shapes": "shapes", "builtin:shapes3": "shapes"}
 
 
+GENERIC_FEATURES = "generic"
+"""The features of data no domain network fits (folders, ``builtin:photos``)."""
+
+
 def default_features(data: str) -> str:
-    name = FEATURES_BY_DATA.get(data.split("?")[0])
-    if name is None:
-        raise GenimageError(f"no domain feature network for {data!r}; pass --features digits|shapes|FOLDER or "
-                            f"--features inception:PATH (pt_inception-2015-12-05-6726825d.pth)")
-    return name
+    """The dataset's domain feature net, else the generic one (:data:`GENERIC_FEATURES`)."""
+    return FEATURES_BY_DATA.get(data.split("?")[0], GENERIC_FEATURES)
+
+
+def domain_report(net, samples: torch.Tensor, reference: torch.Tensor) -> dict[str, Any] | None:
+    """The feature net's domain check of the samples and of the reference data (``None`` for
+    features without domain statistics, e.g. Inception); warnings under ``"warnings"``."""
+    check = getattr(net, "domain_check", None)
+    if check is None or getattr(net, "domain", None) is None:
+        return None
+    out = {"samples": check(samples, what="samples"), "reference": check(reference, what="reference data")}
+    out["warnings"] = [r["warning"] for r in out.values() if r["warning"]]
+    return out
 
 
 def load_features(spec: str):
@@ -59,7 +71,7 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
         n: Samples to draw.
         seed: Image ``i`` uses seed ``seed + i``.
         split: Split of a built-in dataset used as reference / training set.
-        features: Feature network (default: the dataset's domain network).
+        features: Feature network (default: the dataset's domain network, else ``generic``).
         reference_limit: At most this many reference images.
         sweep: Also sweep samplers x steps (diffusion-family models).
         sweep_with: ``(name, model)`` pairs added to the sweep (e.g. consistency or reflow
@@ -121,6 +133,11 @@ def evaluate_model(model_ref: str, data: str, out_dir: Path, *, n: int = 1000, s
                      "nfe_per_image": lg.model.nfe_per_sample},
         "quality": quality,
     }
+    domain = domain_report(net, samples, reference)
+    if domain is not None:
+        report["domain"] = domain
+        for w in domain["warnings"]:
+            log(f"warning: {w}")
     if lg.model.has_likelihood:
         report["bits_per_dim"] = {"value": mean_bits_per_dim(lg.model, reference), "is_bound": lg.model.likelihood_is_bound,
                                   "on": f"{len(reference)} reference images"}
@@ -183,6 +200,7 @@ def render_html(report: dict[str, Any]) -> str:
     q = report["quality"]
     rows = [("family", report["family"]), ("parameters", f"{report['parameters']:,}"),
             ("features", report["features"]), ("", report["features_note"]),
+            *(("warning", w) for w in report.get("domain", {}).get("warnings", [])),
             ("samples", report["n_samples"]), ("reference images", q["n_reference"]),
             ("Fréchet distance", q["fd"]), ("KID", f"{q['kid']:.4g} ± {q['kid_std']:.2g}"),
             ("precision", q["precision"]), ("recall", q["recall"]), ("density", q["density"]),

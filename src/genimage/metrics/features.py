@@ -15,7 +15,21 @@ maxpool 2x2``, then flatten -> linear ``feature_dim`` -> ReLU (= the features) -
 linear to ``num_outputs`` logits (softmax for single-label tasks, sigmoid for multi-label).
 
 Shipped nets live in ``genimage/weights/features/<name>/`` (``model.safetensors``,
-``config.json``, ``README.md``) and are trained by ``scripts/train_feature_nets.py``.
+``config.json``, ``README.md``) and are trained by ``scripts/train_feature_nets.py``. The
+``generic`` net is trained self-supervised (SimCLR) on photo crops plus the built-in sets and is
+the default for folders no domain network fits.
+
+Domain check: a net may carry ``domain.safetensors``, a Gaussian fitted to its features of its
+own training data (mean and precision matrix), the 99th percentile of the Mahalanobis distance
+on held-out data of that domain (Lee et al., 2018, "A Simple Unified Framework for Detecting
+Out-of-Distribution Samples and Adversarial Attacks", Eq. 2, with one Gaussian) and the 0.5th
+and 99.5th percentiles of the feature norm there (a classifier trained with outlier exposure
+maps junk to near-zero features, which the Mahalanobis distance alone misses), plus one pixel
+statistic, the 99.5th percentile of the high-frequency share (:func:`high_frequency_share`:
+about 1 for white noise, far below for photos and drawings; a small self-supervised net can map
+noise next to grainy photo crops, so its features alone do not separate them). An image beyond
+any limit looks unlike anything the net was trained on (:meth:`FeatureNet.domain_check`), so
+scores in its features are not meaningful for it; the evaluation report warns when many are.
 """
 
 from __future__ import annotations
@@ -38,6 +52,12 @@ FEATURES_DIR = Path(__file__).resolve().parent.parent / "weights" / "features"
 """Folder of the shipped feature networks, one sub-folder per name."""
 
 CONFIG_FORMAT = "genimage-feature-net-1"
+DOMAIN_FILE = "domain.safetensors"
+"""Optional file beside ``model.safetensors``: ``mean (D,)``, ``precision (D, D)``, ``threshold ()``,
+``norm_range (2,)``, ``hf_max ()``."""
+DOMAIN_KEYS = {"mean", "precision", "threshold", "norm_range", "hf_max"}
+OUT_OF_DOMAIN_WARN = 0.25
+"""Warn when more than this share of images lies outside the domain (about 2% of in-domain images do)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +156,10 @@ class FeatureNet:
         source: What the features are, e.g. ``"genimage-digits-cnn (domain features; ...)"``.
     """
 
-    def __init__(self, module: SmallCNN, config: FeatureNetConfig, weights_sha256: str = "") -> None:
+    def __init__(self, module: SmallCNN, config: FeatureNetConfig, weights_sha256: str = "",
+                 domain: dict[str, torch.Tensor] | None = None) -> None:
         self.module = module.eval()
+        self.domain = domain
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.config = config
@@ -153,7 +175,11 @@ class FeatureNet:
         return self.config.feature_dim
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Check channels and resize to the net's input size (area when shrinking)."""
+        """Check channels and resize to the net's input size (area when shrinking); a 3-channel
+        net takes 1-channel images as gray (the channel repeated)."""
+        if (self.config.in_channels == 3 and isinstance(images, torch.Tensor) and images.ndim == 4
+                and images.shape[1] == 1):
+            images = images.repeat(1, 3, 1, 1)
         images = check_images(images, self.config.in_channels)
         return resize_images(images, self.config.image_size)
 
@@ -178,6 +204,114 @@ class FeatureNet:
         """Class probabilities ``(N, classes)``: softmax, or per-output sigmoid for multi-label nets."""
         z = self.logits(images, batch_size)
         return torch.sigmoid(z) if self.config.multilabel else torch.softmax(z, dim=1)
+
+
+    def domain_distances(self, images: torch.Tensor | None = None, *, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Mahalanobis distance ``(N,)`` of each image's features to the net's training domain.
+
+        Args:
+            images: ``(N, C, H, W)`` in ``[-1, 1]`` (or give ``features``).
+            features: ``(N, D)`` features already computed by :meth:`features`.
+
+        Raises:
+            GenimageError: If the net has no ``domain.safetensors``.
+        """
+        if self.domain is None:
+            raise GenimageError(f"feature net {self.name!r} has no domain statistics ({DOMAIN_FILE}); "
+                                "make them with scripts/train_feature_nets.py --calibrate NAME")
+        f = self.features(images) if features is None else features.to(torch.float32)
+        d = f - self.domain["mean"]
+        return ((d @ self.domain["precision"]) * d).sum(1).clamp_min(0).sqrt()
+
+    def domain_check(self, images: torch.Tensor | None = None, *, features: torch.Tensor | None = None,
+                     what: str = "images") -> dict[str, Any] | None:
+        """How many images lie outside the net's domain, with a warning when too many do.
+
+        Returns ``None`` for a net without domain statistics, else ``{"outside": share beyond the
+        Mahalanobis threshold, outside the norm range or (given ``images``) above ``hf_max``,
+        "median_distance", "median_norm", "threshold", "norm_range", "hf_max", "noisy",
+        "warning": str or None}``. About 2-3% of images of the net's own domain are outside; a
+        warning is given above :data:`OUT_OF_DOMAIN_WARN`.
+
+        Args:
+            images: ``(N, C, H, W)`` in ``[-1, 1]`` (or give ``features``).
+            features: ``(N, D)`` features already computed by :meth:`features`.
+            what: What the images are, for the warning (``"samples"``, ``"reference data"``).
+        """
+        if self.domain is None:
+            return None
+        f = self.features(images) if features is None else features.to(torch.float32)
+        dist = self.domain_distances(features=f)
+        norm = f.norm(dim=1)
+        thr, hf_max = float(self.domain["threshold"]), float(self.domain["hf_max"])
+        lo, hi = (float(v) for v in self.domain["norm_range"])
+        far, odd_norm = dist > thr, (norm < lo) | (norm > hi)
+        noisy = torch.zeros_like(far)
+        if images is not None:  # the pixel statistic needs the images
+            noisy = torch.cat([high_frequency_share(self.prepare(images[i:i + 500]))
+                               for i in range(0, images.shape[0], 500)]) > hf_max
+        out = far | odd_norm | noisy
+        outside = float(out.float().mean())
+        warning = None
+        if outside > OUT_OF_DOMAIN_WARN:
+            warning = (f"{outside:.0%} of the {what} lie outside the domain of the {self.name!r} features "
+                       f"({float(far.float().mean()):.0%} beyond its Mahalanobis threshold {thr:.1f}, "
+                       f"{float(odd_norm.float().mean()):.0%} with a feature norm outside [{lo:.2f}, {hi:.2f}], "
+                       f"{float(noisy.float().mean()):.0%} noisier than {hf_max:.2f} high-frequency share; "
+                       f"limits from its own held-out data): scores in these features may not mean much; "
+                       f"pass --features for a net of this domain (scripts/train_feature_nets.py trains one)")
+        return {"outside": round(outside, 4), "median_distance": round(float(dist.median()), 3),
+                "median_norm": round(float(norm.median()), 3), "threshold": round(thr, 3),
+                "norm_range": [round(lo, 3), round(hi, 3)], "hf_max": round(hf_max, 4),
+                "noisy": round(float(noisy.float().mean()), 4), "warning": warning}
+
+
+def high_frequency_share(images: torch.Tensor) -> torch.Tensor:
+    """Per image ``(N,)``: mean squared difference of neighbouring pixels over ``4 x`` the pixel
+    variance (averaged over channels). White noise gives about 1 (each difference has twice
+    the variance), smooth images near 0; a flat image gives 0.
+
+    Args:
+        images: ``(N, C, H, W)``.
+    """
+    dx = (images[..., :, 1:] - images[..., :, :-1]).square().mean((2, 3))
+    dy = (images[..., 1:, :] - images[..., :-1, :]).square().mean((2, 3))
+    var = images.var(dim=(2, 3))
+    return ((dx + dy) / (4 * var + 1e-4)).mean(1)
+
+
+def fit_domain(features: torch.Tensor, held_out: torch.Tensor, quantile: float = 0.99,
+               shrinkage: float = 0.05, held_out_hf: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Domain statistics for :meth:`FeatureNet.domain_check`: a Gaussian on ``features``.
+
+    Args:
+        features: ``(N, D)`` features of the net's training data (the Gaussian's sample).
+        held_out: ``(M, D)`` features of held-out data of the same domain (the threshold's).
+        quantile: Share of ``held_out`` inside the threshold (default 0.99).
+        shrinkage: Covariance shrinkage toward ``mean(diag) * I`` (Ledoit-Wolf style, fixed weight).
+        held_out_hf: :func:`high_frequency_share` of the held-out images (``None``: no pixel limit).
+
+    Returns:
+        ``{"mean": (D,), "precision": (D, D), "threshold": (), "norm_range": (2,), "hf_max": ()}``
+        float32: ``threshold`` is the ``quantile`` of the held-out Mahalanobis distances,
+        ``norm_range`` the ``(1 - quantile) / 2`` and ``(1 + quantile) / 2`` quantiles of their
+        feature norms, ``hf_max`` the ``(1 + quantile) / 2`` quantile of ``held_out_hf`` (inf
+        without it).
+    """
+    f = features.double()
+    mean = f.mean(0)
+    cov = torch.cov((f - mean).T)
+    cov = (1 - shrinkage) * cov + shrinkage * cov.diagonal().mean().clamp_min(1e-8) * torch.eye(f.shape[1], dtype=f.dtype)
+    precision = torch.linalg.inv(cov)
+    d = held_out.double() - mean
+    dist = ((d @ precision) * d).sum(1).clamp_min(0).sqrt()
+    norms = held_out.double().norm(dim=1)
+    tail = (1 - quantile) / 2
+    return {"mean": mean.float(), "precision": precision.float(),
+            "threshold": torch.quantile(dist, quantile).float().reshape(()),
+            "norm_range": torch.stack([torch.quantile(norms, tail), torch.quantile(norms, 1 - tail)]).float(),
+            "hf_max": (torch.quantile(held_out_hf.double(), 1 - tail) if held_out_hf is not None
+                       else torch.tensor(float("inf"))).float().reshape(())}
 
 
 def available_feature_nets() -> list[str]:
@@ -222,11 +356,15 @@ def _load(folder: Path) -> FeatureNet:
         module.load_state_dict(state)
     except RuntimeError as exc:
         raise GenimageError(f"weights in {folder} do not match its config.json: {str(exc).splitlines()[0]}") from None
-    return FeatureNet(module, config, sha256_file(folder / "model.safetensors"))
+    domain = load_safetensors(folder / DOMAIN_FILE) if (folder / DOMAIN_FILE).is_file() else None
+    if domain is not None and set(domain) != DOMAIN_KEYS:
+        raise GenimageError(f"{folder / DOMAIN_FILE} must hold {', '.join(sorted(DOMAIN_KEYS))}, has {sorted(domain)}; "
+                            "rewrite it with scripts/train_feature_nets.py --calibrate NAME")
+    return FeatureNet(module, config, sha256_file(folder / "model.safetensors"), domain)
 
 
 def load_feature_net(name: str | Path) -> FeatureNet:
-    """Load a shipped feature network by name (``"digits"``, ``"shapes"``) or from a folder.
+    """Load a shipped feature network by name (``"digits"``, ``"shapes"``, ``"generic"``) or from a folder.
 
     Loaded nets are cached per folder (they are read-only: eval mode, no gradients).
     """
