@@ -27,6 +27,7 @@ from genimage.samplers.noise import generators_for_seeds, randn
 from genimage.utils.finite import check_generated
 
 if TYPE_CHECKING:
+    from genimage.editing.control import ControlSpec
     from genimage.editing.spec import EditSpec
 
 
@@ -95,7 +96,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
              negative: str | None = None, options: SamplingOptions | None = None, bf16: bool | None = None,
              batch_size: int = 64, callback: Callable[[dict], None] | None = None,
              generators: Sequence[torch.Generator] | None = None, edit: "EditSpec | None" = None,
-             noise_mark: dict | None = None) -> torch.Tensor:
+             noise_mark: dict | None = None, control: "ControlSpec | None" = None) -> torch.Tensor:
     """Generate one image per seed.
 
     Args:
@@ -117,6 +118,8 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             with a mask, whose kept pixels are returned exactly as given; super-resolution of
             a low-resolution input; RePaint resampling for the last two).
         noise_mark: A watermark in the initial noise (:func:`genimage.provenance.noise_mark.apply_entry`).
+        control: Spatial control (:class:`~genimage.editing.control.ControlSpec`: a ControlNet,
+            control images and a scale), wrapped around the denoiser inside guidance and inpainting.
 
     Returns:
         Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
@@ -174,8 +177,9 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             uncond = conditioner(labels=[None] * len(gens) if conditioner.uses_labels else None,
                                  captions=[negative or ""] * len(gens))
         cond, uncond = to_device(cond), to_device(uncond)
-        model = (CFGDenoiser(denoiser, options.guidance, uncond, interval=options.guidance_interval)
-                 if cond is not None else denoiser)
+        base = denoiser if control is None else control.wrap(denoiser, sl, len(gens))  # spatial control
+        model = (CFGDenoiser(base, options.guidance, uncond, interval=options.guidance_interval)
+                 if cond is not None else base)
         if edit is not None and mask is not None:
             from genimage.editing.known_region import KnownRegionDenoiser, latent_mask
 
