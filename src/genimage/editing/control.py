@@ -81,7 +81,8 @@ def load_control_image(path: str | Path, kind: str, size: int) -> torch.Tensor:
     grey = bool((np.abs(rgb.astype(np.int16) - rgb[..., :1]) <= 8).all())
     if spec.channels == 1:
         if not grey:
-            raise GenimageError(f"control image {path} is a colour image, not a {kind} map (white lines on black); "
+            raise GenimageError(f"control image {path} is a colour image, not a line drawing (a {kind} map is white lines "
+                                f"on black); "
                                 f"make one with `genimage control-map IMAGE --kind {kind}` or pass the right "
                                 f"--control-kind")
         array = rgb[..., :1]
