@@ -4,7 +4,8 @@
   Models", Sec. 3.1-3.3, Fig. 3): a trainable copy of the base UNet's encoder and middle
   block (initialised from the base), fed ``z_t + Z(encoder(c_f))`` where the control image
   ``c_f`` passes through a small conv encoder down to the latent size (their ``E``, Sec. 3.3,
-  here two stride-2 convs for 32 px -> 8x8 latents) ending in a zero-initialised conv; one
+  here two stride-2 convs for 32 px -> 8x8 latents; its last conv is *not* zero-initialised,
+  see :class:`ControlNet`); one
   zero-initialised 1x1 conv per skip connection and one after the middle block map the
   copy's features to residuals added to the frozen base's skips and middle output (Eq. 2:
   ``y_c = F(x; Theta) + Z(F(x + Z(c; Theta_z1); Theta_c); Theta_z2)``). With all zero convs
@@ -171,7 +172,10 @@ class ControlNet(nn.Module):
         self.feature_dim = copy.feature_dim
         self.text_dim = copy.text_dim
         self.hint_encoder = HintEncoder(config.hint_channels, config.hint_widths)
-        self.hint_out = _zero_conv(config.hint_widths[-1], bb.block_out_channels[0], 3)
+        # Not zero-initialised (the original's last hint conv is): the output projections being zero
+        # already make the initial model the base exactly, and a live hint path gives them a
+        # hint-dependent gradient from the first step (first-order instead of second-order growth).
+        self.hint_out = nn.Conv2d(config.hint_widths[-1], bb.block_out_channels[0], 3, padding=1)
         self.zero_convs = nn.ModuleList(_zero_conv(c, c) for c in _skip_channels(config.base_backbone_config))
         self.mid_zero_conv = _zero_conv(bb.block_out_channels[-1], bb.block_out_channels[-1])
         make_batch_invariant(self)
