@@ -293,3 +293,15 @@ def test_saved_control_config_round_trips(tmp_path, base_dir):
     assert loaded.config.kinds == ["segmentation"] and loaded.config.variant == "adapter"
     with pytest.raises(GenimageError, match="channels"):
         ControlConfig(kinds=["edges", "segmentation"], hint_channels=1)
+
+
+def test_segmentation_control_trains_and_generates(base_dir, tmp_path, scene):
+    from genimage.training.control import ControlTrainConfig, train_control
+
+    folder = train_control(ControlTrainConfig(base=str(base_dir), kinds=["segmentation"], variant="adapter", steps=1,
+                                              batch_size=2), tmp_path / "seg", log=lambda s: None)
+    pipe = Pipeline.from_pretrained(base_dir)
+    loaded = _perturbed(load_control(folder, pipe.loaded.weights_sha256))
+    assert loaded.config.hint_channels == 3
+    pipe.control = ControlSpec(loaded, hint_from_uint8(segmentation(scene[0])), "segmentation")
+    assert pipe([0], prompts=["a red circle"], options=pipe.options(bf16=False)).shape == (1, 3, 32, 32)

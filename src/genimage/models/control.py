@@ -367,20 +367,26 @@ def save_control(folder: str | Path, config: ControlConfig, state: dict[str, tor
     return folder
 
 
-def resolve_control_folder(name_or_path: str | Path) -> Path:
-    """A control model folder from a bundled name (under ``genimage/weights``) or a path."""
+def bundled_control_dir() -> Path:
+    """Where bundled control models live: ``genimage/weights/control/NAME``."""
     from genimage.models.io import BUNDLED_DIR
 
+    return BUNDLED_DIR / "control"
+
+
+def resolve_control_folder(name_or_path: str | Path) -> Path:
+    """A control model folder from a bundled name (under ``genimage/weights/control``) or a path."""
     p = Path(name_or_path).expanduser()
     if p.is_dir() and (p / "config.json").is_file():
         return p
     if p.is_dir() and (p / "model" / "config.json").is_file():  # a control training run folder
         return p / "model"
-    bundled = BUNDLED_DIR / str(name_or_path)
+    bundled = bundled_control_dir() / str(name_or_path)
     if "/" not in str(name_or_path) and (bundled / "config.json").is_file():
         return bundled
+    names = sorted(q.parent.name for q in bundled_control_dir().glob("*/config.json"))
     raise GenimageError(f"control model {str(name_or_path)!r} not found: give a control model folder or a "
-                        f"bundled name (e.g. shapes-control)")
+                        f"bundled name ({', '.join(names) or 'none installed'})")
 
 
 def load_control(name_or_path: str | Path, base_sha256: str | None = None) -> LoadedControl:
@@ -390,7 +396,6 @@ def load_control(name_or_path: str | Path, base_sha256: str | None = None) -> Lo
         GenimageError: Not a control folder, weights not matching the config, or a base
             whose sha256 differs from the one the control model names.
     """
-    from genimage.models.io import BUNDLED_DIR
     from genimage.utils.weights import load_safetensors, sha256_file
 
     folder = resolve_control_folder(name_or_path)
@@ -411,7 +416,7 @@ def load_control(name_or_path: str | Path, base_sha256: str | None = None) -> Lo
                             f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
     module.eval().requires_grad_(False)
     resolved = folder.resolve()
-    ref = resolved.name if resolved.parent == BUNDLED_DIR.resolve() else str(resolved)
+    ref = resolved.name if resolved.parent == bundled_control_dir().resolve() else str(resolved)
     return LoadedControl(module, config, folder, sha256_file(folder / "model.safetensors"), ref)
 
 
