@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from genimage.conditioning.cfg import CFGDenoiser
 from genimage.conditioning.conditioner import Conditioner
 from genimage.errors import GenimageError
 from genimage.models.config import ModelConfig
 from genimage.models.denoiser import Denoiser
-from genimage.paths.conversions import PathCoefficients, noisy
 from genimage.samplers import SAMPLERS, make_schedule
 from genimage.samplers.noise import generators_for_seeds, randn
 from genimage.utils.finite import check_generated
@@ -135,12 +133,12 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         raise GenimageError(f"got {len(labels)} labels for {n} seeds")
     if prompts is not None and len(prompts) != n:
         raise GenimageError(f"got {len(prompts)} prompts for {n} seeds")
+    from genimage.editing.plan import BatchContext, EditPlan
+
     sampler = SAMPLERS.get(options.sampler)
-    timesteps = make_schedule(options.schedule, denoiser.path, options.steps)
-    if edit is not None:
-        check_edit(edit, n, config)
-        timesteps = timesteps[-(edit.steps_to_run(options.steps) + 1):]
-    c0 = PathCoefficients.at(denoiser.path, timesteps[0], ndim=1)
+    plan = EditPlan(edit, config)
+    plan.check(n)
+    timesteps = plan.timesteps(make_schedule(options.schedule, denoiser.path, options.steps), options.steps)
     shape = (config.channels, config.image_size, config.image_size)
     autoencoder = None
     if config.autoencoder:
@@ -151,6 +149,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             raise GenimageError("a latent model needs its autoencoder and latent_shape: load it with "
                                 "genimage.models.io.load_model (or build_denoiser)")
         shape = tuple(config.latent_shape)
+    shape = plan.shape(shape)
     param = next(denoiser.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
 
@@ -166,68 +165,30 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             from genimage.provenance.noise_mark import apply_entry as mark_noise
 
             eps = mark_noise(eps, noise_mark)
-        x = (float(c0.sigma) * eps).float().to(device)
-        if edit is not None:  # the input on the path at the start time, with the image's own noise
-            image, mask, known = _edit_start(edit, sl, len(gens), autoencoder, shape, device)
-            x = noisy(known, eps.float().to(device), PathCoefficients.at(denoiser.path, timesteps[0], x.ndim))
+        ctx = BatchContext(denoiser, config, options, edit, autoencoder, shape, device, timesteps, sl, len(gens),
+                           gens, eps)
+        x = plan.start(ctx)
         cond = conditioner(labels=labels[sl] if labels is not None else None,
                            captions=prompts[sl] if prompts is not None else None, batch=len(gens))
         uncond = None
         if cond is not None and conditioner.uses_text and (negative or conditioner.encodes_empty_prompt):
             uncond = conditioner(labels=[None] * len(gens) if conditioner.uses_labels else None,
                                  captions=[negative or ""] * len(gens))
-        cond, uncond = to_device(cond), to_device(uncond)
-        base = denoiser if control is None else control.wrap(denoiser, sl, len(gens))  # spatial control
-        model = (CFGDenoiser(base, options.guidance, uncond, interval=options.guidance_interval)
-                 if cond is not None else base)
-        if edit is not None and mask is not None:
-            from genimage.editing.known_region import KnownRegionDenoiser, latent_mask
-
-            model = KnownRegionDenoiser(model, known, latent_mask(mask, shape[-1]).to(device))
-        if edit is not None and edit.low is not None:
-            from genimage.editing.known_region import LowResolutionDenoiser
-
-            model = LowResolutionDenoiser(model, edit.low_rows(sl, len(gens)).to(device), edit.factor)
-        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
-        with ctx:
-            if edit is not None and edit.resample > 1:
-                from genimage.editing.resample import resampled
-
-                x = resampled(sampler, model, x, timesteps, resample=edit.resample, cond=cond, generator=gens,
-                              callback=callback, **options.extra)
-            else:
-                x = sampler(model, x, timesteps, cond=cond, generator=gens, callback=callback, **options.extra)
+        ctx.cond, ctx.uncond = to_device(cond), to_device(uncond)
+        ctx.control = control  # spatial control (genimage.editing.control's wrapper step)
+        model = plan.model(ctx)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
+        with autocast:
+            x = plan.sample(sampler, model, x, ctx, callback)
         if autoencoder is not None:
             x = decode_latents(autoencoder, x.float())
         check_generated(x.float())  # a diverged model: an error, not black or grey images
-        x = x.float().clamp(-1, 1).cpu()
-        if edit is not None and mask is not None:  # kept pixels exactly as given (a latent model's decoder blurs them)
-            x = torch.where(mask.bool(), x, image)
-        out.append(x)
+        out.append(plan.finish(x.float().clamp(-1, 1).cpu(), ctx))
     return torch.cat(out)
 
 
 def check_edit(edit: "EditSpec", n: int, config: ModelConfig) -> None:
     """Raise a clear error unless ``edit`` fits ``n`` images of the model ``config``."""
-    edit.check(n, config.channels, config.image_size)
-    if edit.low is not None and config.autoencoder:
-        raise GenimageError("upscaling needs a pixel-space model (its output must average back to the input "
-                            "pixel for pixel); for a latent model, run img2img on the upsampled image "
-                            "(genimage edit --strength 0.4)")
+    from genimage.editing.plan import EditPlan
 
-
-def _edit_start(edit: "EditSpec", sl: slice, count: int, autoencoder, shape, device: torch.device):
-    """``(image, mask, known)`` of a batch slice: the pixel input and mask (CPU), and the
-    clean starting point in the model's space (latents of a latent model: the encoder's
-    posterior mean, one image at a time like decoding)."""
-    image, mask = edit.rows(sl, count)
-    image = image.float().cpu()
-    mask = None if mask is None else mask.float().cpu()
-    if autoencoder is None:
-        return image, mask, image.to(device)
-    ae = autoencoder.model.to(device)
-    known = torch.cat([ae.encode(im[None].to(device)).float() for im in image])
-    if tuple(known.shape[1:]) != tuple(shape):
-        raise GenimageError(f"the autoencoder gives latents {tuple(known.shape[1:])}, the model expects {tuple(shape)}")
-    return image, mask, known
-
+    EditPlan(edit, config).check(n)

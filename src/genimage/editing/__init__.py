@@ -14,5 +14,7 @@
 * RePaint's resampling for the last three (:mod:`genimage.editing.resample`).
 
 :class:`~genimage.editing.spec.EditSpec` describes an edit; ``generation.generate(edit=...)``
-runs it; ``genimage edit`` is the command line.
+runs it through the edit plan (:mod:`genimage.editing.plan`: the start state, the registered
+model wrappers in order, the sampling loop; a new edit kind registers a wrapper there);
+``genimage edit`` is the command line.
 """

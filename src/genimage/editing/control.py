@@ -155,6 +155,20 @@ class ControlSpec:
                 "scale": self.scale, "image_sha256": hint_sha256(hint)}
 
 
+def _register_wrapper() -> None:
+    from genimage.editing.plan import register_wrapper
+
+    @register_wrapper("control", order=40)
+    def _control(model, ctx):
+        """ControlNet residuals at the network: below guidance (100), so both CFG branches see them."""
+        if ctx.control is None:
+            return None
+        return ctx.control.wrap(model, ctx.sl, ctx.count)
+
+
+_register_wrapper()
+
+
 def build_control(image: str | Path, kind: str | None, model: str | Path | None, scale: float | None,
                   base) -> ControlSpec:
     """A :class:`ControlSpec` from command-line style inputs.
