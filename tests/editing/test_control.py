@@ -305,3 +305,19 @@ def test_segmentation_control_trains_and_generates(base_dir, tmp_path, scene):
     assert loaded.config.hint_channels == 3
     pipe.control = ControlSpec(loaded, hint_from_uint8(segmentation(scene[0])), "segmentation")
     assert pipe([0], prompts=["a red circle"], options=pipe.options(bf16=False)).shape == (1, 3, 32, 32)
+
+
+def test_bundled_control_model_fits_the_bundled_shapes_model(tmp_path):
+    """`genimage generate --control sketch.png` works on a fresh clone (bundled weights only)."""
+    from genimage.models.control import bundled_control_dir
+
+    if not (bundled_control_dir() / "shapes-control" / "config.json").is_file():
+        pytest.skip("no bundled control model in this checkout")
+    res = runner.invoke(app, ["control-map", "--shapes-index", "3", "--kind", "sketch", "-o", str(tmp_path / "s.png")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "o.png"
+    res = runner.invoke(app, ["generate", "a blue square below a green square", "--control", str(tmp_path / "s.png"),
+                              "--control-kind", "sketch", "-o", str(out), "--fp32"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["replay", str(out), "--control", str(tmp_path / "s.png")])
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
