@@ -114,13 +114,16 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         edit: Edit an input image instead of generating from noise
             (:class:`~genimage.editing.spec.EditSpec`: img2img with a strength; inpainting
             with a mask, whose kept pixels are returned exactly as given; super-resolution of
-            a low-resolution input; RePaint resampling for the last two).
+            a low-resolution input; RePaint resampling for the last two; outpainting of a
+            canvas larger than the model, painted by windows, with ``window_overlap`` set).
+            The edit plan (:mod:`genimage.editing.plan`) builds the start state and the
+            model wrappers of every edit kind.
         noise_mark: A watermark in the initial noise (:func:`genimage.provenance.noise_mark.apply_entry`).
         control: Spatial control (:class:`~genimage.editing.control.ControlSpec`: a ControlNet,
             control images and a scale), wrapped around the denoiser inside guidance and inpainting.
 
     Returns:
-        Images ``(N, C, H, W)`` in ``[-1, 1]``, float32.
+        Images ``(N, C, H, W)`` in ``[-1, 1]``, float32 (a canvas edit's ``H x W`` is its canvas').
     """
     options = options or SamplingOptions.defaults(config)
     if bf16 is not None:
@@ -142,7 +145,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
     shape = (config.channels, config.image_size, config.image_size)
     autoencoder = None
     if config.autoencoder:
-        from genimage.latent.autoencoder import attached_autoencoder, decode_latents
+        from genimage.latent.autoencoder import attached_autoencoder
 
         autoencoder = attached_autoencoder(denoiser)
         if autoencoder is None or not config.latent_shape:
@@ -181,7 +184,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
         with autocast:
             x = plan.sample(sampler, model, x, ctx, callback)
         if autoencoder is not None:
-            x = decode_latents(autoencoder, x.float())
+            x = plan.decode(autoencoder, x.float())
         check_generated(x.float())  # a diverged model: an error, not black or grey images
         out.append(plan.finish(x.float().clamp(-1, 1).cpu(), ctx))
     return torch.cat(out)

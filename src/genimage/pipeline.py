@@ -194,7 +194,10 @@ def replay(image_path: str | Path, model: str | Path | None = None,
     if canvas is not None:
         from genimage.editing.canvas import canvas_from_record, run_canvas_edit
 
-        edit = canvas_from_record(record.edit, init, mask, pipe.config.image_size, pipe.config.channels)
+        from genimage.editing.plan import model_factor
+
+        edit = canvas_from_record(record.edit, init, mask, pipe.config.image_size, pipe.config.channels,
+                                  grid=model_factor(pipe.config))
         image = run_canvas_edit(pipe, edit, [record.seed], labels, prompts, record.negative, options)[0]
         return compare_with_png(image, image_path, record, weights_match)
     edit = edit_from_record(record, init, mask, pipe.config) if record.edit else None

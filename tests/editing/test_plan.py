@@ -21,7 +21,7 @@ def pipe(tiny_model_dir):
 
 def test_builtin_steps_wrap_in_order():
     names = [s.name for s in wrapper_steps()]
-    assert names.index("guidance") < names.index("known_region") < names.index("low_resolution")
+    assert names.index("windows") < names.index("guidance") < names.index("known_region") < names.index("low_resolution")
 
 
 class _Counting(nn.Module):

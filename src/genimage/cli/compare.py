@@ -25,7 +25,7 @@ def compare(
     """Train (or load) one model per family on the same data and print one table: Fréchet
     distance, KID, precision/recall, bits/dim where defined, network evaluations per image, images/s."""
     from genimage.evaluation.compare import compare as run_compare
-    from genimage.evaluation.compare import markdown_table, train_family
+    from genimage.evaluation.compare import markdown_table
     from genimage.families import FAMILIES, load_all_families
 
     if n < 2:
@@ -42,3 +42,28 @@ def compare(
 
     typer.echo(markdown_table(rows, load_features(features or default_features(data)).source))
     typer.echo(f"wrote {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
+
+
+def train_family(family: str, data: str, out: Path, minutes: float, preset: str = "tiny", seed: int = 0) -> Path:
+    """Train ``family``'s preset on ``data`` for ``minutes`` into ``out`` (resuming if it
+    exists), exactly as ``genimage train`` with these options would."""
+    from typer.testing import CliRunner
+
+    from genimage.cli.train import train as train_command
+
+    app = typer.Typer()  # the train command alone (importing the full app from here would be an import circle)
+    app.command()(train_command)
+    args = ["--family", family, "--data", data, "--out", str(out), "--steps", "10000000",
+            "--max-minutes", str(minutes), "--seed", str(seed), "--no-progress", "--checkpoint-every", "1000"]
+    if family == "diffusion":
+        args += ["--preset", "small", "--set", "hidden=96", "--set", "depth=4", "--set", "patch_size=2"]
+    elif family == "consistency":  # training without a teacher: the measured CT recipe
+        args += ["--preset", "ct-tiny"]
+    else:
+        args += ["--preset", preset]
+    if (out / "checkpoints").is_dir():
+        args.append("--resume")
+    res = CliRunner().invoke(app, args)
+    if res.exit_code != 0:
+        raise GenimageError(f"training {family} failed: {res.output.strip().splitlines()[-1] if res.output else res.exit_code}")
+    return out

@@ -1,4 +1,4 @@
-"""``genimage edit``: img2img, inpainting and outpainting of an input image."""
+"""``genimage edit``: img2img, inpainting, outpainting (beyond the canvas) and super-resolution of an input image."""
 
 from __future__ import annotations
 
@@ -17,11 +17,19 @@ from genimage.errors import GenimageError
 
 @handle_errors
 def edit(
-    image: Annotated[Path, typer.Argument(help="Input image of any size: the output has its size and aspect (--upscale F: "
-                                               "F times it); the model edits it resized to its own size, or tile by tile")],
+    image: Annotated[Path, typer.Argument(help="Input image of any size: the output has its size and aspect (--extend: larger "
+                                               "by the border; --upscale F: F times it); the model edits it resized to its "
+                                               "own size, window by window, or tile by tile")],
     mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask: white = regenerate, black = keep", show_default="none")] = None,
     extend: Annotated[Optional[str], typer.Option(
-        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border around the input, at the input's scale", show_default="none")] = None,
+        help="Outpaint: LEFT,TOP,RIGHT,BOTTOM pixels (or one number) of new border around the input, at the input's "
+             "scale; the output is that much larger than the input", show_default="none")] = None,
+    extend_mode: Annotated[str, typer.Option(
+        help="Outpaint: windows = paint the enlarged canvas by overlapping windows of the model's size (MultiDiffusion; "
+             "the input's shorter side at the model's size), shrink = squash the whole canvas into one window")] = "windows",
+    overlap: Annotated[Optional[int], typer.Option(
+        help="Outpaint windows: overlap of adjacent windows in pixels at the model's scale (0 = side by side)",
+        show_default="half the model's side")] = None,
     strength: Annotated[Optional[float], typer.Option(
         help="Fraction of the sampling schedule run over the noised input, (0, 1]: low keeps more of it "
              "(default 0.6 for img2img, 1.0 with --mask / --extend)")] = None,
@@ -55,6 +63,7 @@ def edit(
     super-resolution (--upscale). Each PNG embeds its record; `genimage replay OUT --init IMAGE
     [--mask MASK]` regenerates it."""
     from genimage.editing.canvas import build_canvas_edit
+    from genimage.editing.plan import model_factor
     from genimage.editing.spec import parse_extend
     from genimage.families.records import is_direct
     from genimage.generation import check_edit
@@ -78,11 +87,14 @@ def edit(
     pipe.watermark = watermark
     _apply_loras(pipe, lora)
     cfg = pipe.config
+    if overlap is not None and (border is None or extend_mode != "windows"):
+        raise GenimageError("--overlap applies to outpainting by windows (--extend with --extend-mode windows)")
     canvas = build_canvas_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=border, upscale=upscale,
-                               strength=strength, resample=resample)
+                               strength=strength, resample=resample, overlap=overlap, extend_mode=extend_mode,
+                               grid=model_factor(cfg))
     spec = canvas.spec
     _apply_control(pipe, control, control_kind, control_scale, control_model)
-    if pipe.control is not None and canvas.rows != 1:
+    if pipe.control is not None and (canvas.rows != 1 or spec.window_overlap is not None):
         raise GenimageError(f"--control needs an input the model edits in one piece (a square image of the model's "
                             f"{cfg.image_size}px, or a multiple, without --extend / --upscale)")
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)

@@ -14,6 +14,12 @@ results back, so the output has the input's size and aspect (``--upscale F``: F 
   of 255 levels; ``--no-watermark`` keeps them exact). Blending generated content back
   into the original is the usual practice of masked editing (e.g. Avrahami et al. 2022,
   "Blended Diffusion", Sec. 4: the unmasked region is taken from the input).
+* ``windows`` (outpainting, the default ``--extend-mode windows``): the enlarged canvas is
+  resized so that the input's shorter side is S (a no-op for an S x S input) and painted by
+  S x S windows that overlap, their predictions averaged at every step (MultiDiffusion,
+  :mod:`genimage.editing.windows`), so the output is larger than the model paints at once;
+  then resized to the canvas at the input's scale and composited. ``--extend-mode shrink``
+  is the ``resize`` fit above (the whole canvas squashed into one S x S window).
 * ``tiles`` (``--upscale F``): the input is cut into overlapping low-resolution tiles of the
   model's low-resolution side ``s = S / F``; each tile is super-resolved to S x S (DDNM, see
   :meth:`EditSpec.upscale`), and the tiles are blended with weights that ramp linearly across
@@ -116,7 +122,7 @@ class CanvasEdit:
     Attributes:
         spec: The model-size edit: one row, or one row per tile (``fit == "tiles"``).
         mode: ``img2img`` | ``inpaint`` | ``outpaint`` | ``upscale``.
-        fit: ``native`` | ``resize`` | ``tiles``.
+        fit: ``native`` | ``resize`` | ``tiles`` | ``windows``.
         source: ``(1, C, H', W')`` the full-resolution input (outpainting: the enlarged canvas,
             zeros in the new border), in ``[-1, 1]``.
         mask: ``(1, 1, H', W')`` full-resolution mask (1 = generated) for the composite, or ``None``.
@@ -124,7 +130,8 @@ class CanvasEdit:
         out_size: ``(W_out, H_out)`` of the result.
         info: What the record keeps (see :meth:`record`).
         tiles: ``fit == "tiles"``: ``(y, x)`` low-resolution start of each tile, the tile side
-            ``s``, the factor ``F`` and the padded low-resolution size.
+            ``s``, the factor ``F`` and the padded low-resolution size; ``fit == "windows"``:
+            ``{"window": S}``.
     """
 
     spec: EditSpec
@@ -152,7 +159,7 @@ class CanvasEdit:
             return self.spec
         rep = lambda t: None if t is None else t.repeat(n, 1, 1, 1)  # noqa: E731
         s = self.spec
-        return EditSpec(rep(s.image), s.strength, rep(s.mask), s.extend, s.resample, rep(s.low))
+        return EditSpec(rep(s.image), s.strength, rep(s.mask), s.extend, s.resample, rep(s.low), s.window_overlap)
 
     def assemble(self, images: torch.Tensor) -> torch.Tensor:
         """The output ``(C, H_out, W_out)`` from the :attr:`rows` model-size results ``(rows, C, S, S)``."""
@@ -194,6 +201,10 @@ class CanvasEdit:
                     f"(overlap {t['overlap']}px, blended)")
         cw, ch = self.source.shape[-1], self.source.shape[-2]
         what = "at the model's size" if self.fit == "native" else f"resized {cw}x{ch} -> {s}x{s} -> {wo}x{ho}"
+        if self.fit == "windows":
+            sh, sw = self.spec.image.shape[-2:]
+            what = (f"painted at {sw}x{sh} by {self.tiles['window']}px windows (overlap {self.spec.window_overlap}px)"
+                    + (f", resized to {wo}x{ho}" if (sw, sh) != (wo, ho) else ""))
         if self.mode == "outpaint":
             what = f"canvas {cw}x{ch}, " + what
         if self.mask is not None:
@@ -214,18 +225,31 @@ def _sha(t: torch.Tensor) -> str:
     return pixels_sha256(t)
 
 
+#: ``--extend-mode`` choices: paint the enlarged canvas by model-size windows, or squash it into one.
+EXTEND_MODES = ("windows", "shrink")
+
+
 def build_canvas_edit(source: str | Path | bytes, image_size: int, channels: int, *,
                       mask: str | Path | bytes | None = None, extend: tuple[int, int, int, int] | None = None,
                       upscale: int | None = None, strength: float | None = None, resample: int = 1,
-                      overlap: int | None = None) -> CanvasEdit:
+                      overlap: int | None = None, extend_mode: str = "windows", grid: int = 1) -> CanvasEdit:
     """The :class:`CanvasEdit` of an input file (or its bytes) of any size, for a model of
     ``channels`` x ``image_size``: inpainting with ``mask`` (any size; resized to the input's
     by nearest neighbour), outpainting with ``extend`` (LEFT, TOP, RIGHT, BOTTOM pixels of new
     border at the input's scale), super-resolution by ``upscale`` (the output is ``upscale``
     times the input's size), else img2img. ``strength`` defaults to 0.6 for img2img and 1.0
-    otherwise; ``overlap`` (tiles, low-resolution pixels) to a quarter of the tile side."""
+    otherwise; ``overlap`` (tiles, low-resolution pixels) to a quarter of the tile side.
+
+    Outpainting by ``extend_mode``: ``"windows"`` (default) paints the enlarged canvas at the
+    scale where the input's shorter side is the model's size, by model-size windows that
+    overlap by ``overlap`` pixels (default half the model's side; :mod:`genimage.editing.windows`),
+    so the model paints at its own scale at any output size; ``"shrink"`` resizes the whole
+    canvas to one model-size square (the input shrinks into it). ``grid``: the canvas sides
+    are multiples of it (a latent model's downsampling factor)."""
     if sum(v is not None for v in (mask, extend, upscale)) > 1:
         raise GenimageError("give one of --mask (inpaint), --extend (outpaint) or --upscale, not several")
+    if extend_mode not in EXTEND_MODES:
+        raise GenimageError(f"--extend-mode must be one of {', '.join(EXTEND_MODES)}, got {extend_mode!r}")
     full = load_full_image(source, channels)
     h, w = full.shape[-2:]
     info: dict[str, Any] = {"image_sha256": _sha(full[0])}
@@ -252,6 +276,9 @@ def build_canvas_edit(source: str | Path | bytes, image_size: int, channels: int
         info["mask_sha256"] = _sha(full_mask[0] * 2 - 1)
         mode = "inpaint"
     ch, cw = src.shape[-2:]
+    if extend is not None and extend_mode == "windows":
+        return _windows(src, full_mask, extend, image_size, grid, 1.0 if strength is None else strength, resample,
+                        overlap, info, canvas, (int(w), int(h)))
     fit = "native" if (ch, cw) == (image_size, image_size) else "resize"
     small = _resize(src, image_size, image_size)
     default = 0.6 if mode == "img2img" else 1.0
@@ -261,6 +288,34 @@ def build_canvas_edit(source: str | Path | bytes, image_size: int, channels: int
     canvas.update(fit=fit, size=[int(cw), int(ch)], composite=full_mask is not None)
     info["canvas"] = canvas
     return CanvasEdit(spec, mode, fit, src, full_mask, (int(w), int(h)), (int(cw), int(ch)), info)
+
+
+def _windows(src, full_mask, extend, image_size, grid, strength, resample, overlap, info, canvas,
+             input_size) -> CanvasEdit:
+    """The outpainting canvas ``src`` (input at its own scale, zeros in the new border) as a
+    canvas edit painted by windows: resized so that the input's shorter side is the model's
+    ``image_size`` (sides rounded to multiples of ``grid``, at least ``image_size``)."""
+    w, h = input_size
+    o = image_size // 2 if overlap is None else int(overlap)
+    if not 0 <= o < image_size:
+        raise GenimageError(f"--overlap must be in 0..{image_size - 1} pixels (the model's windows are "
+                            f"{image_size} px), got {o}")
+    scale = image_size / min(w, h)
+    ch, cw = src.shape[-2:]
+
+    def side(n: int) -> int:
+        return max(image_size, int(round(n * scale / grid)) * grid)
+
+    wh, ww = side(ch), side(cw)
+    small = _resize(src, wh, ww)
+    small_mask = (F.interpolate(full_mask, size=(wh, ww), mode="area") > 0).float()
+    spec = EditSpec(small, strength, small_mask, tuple(int(v) for v in extend), resample, window_overlap=o)
+    fit = "windows"
+    canvas.update(fit=fit, size=[int(cw), int(ch)], composite=True, extend_mode="windows", overlap=o,
+                  work_size=[int(ww), int(wh)])
+    info["canvas"] = canvas
+    return CanvasEdit(spec, "outpaint", fit, src, full_mask, (int(w), int(h)), (int(cw), int(ch)), info,
+                      {"window": image_size})
 
 
 def _tiles(full, image_size, factor, strength, resample, overlap, info, canvas) -> CanvasEdit:
@@ -284,7 +339,7 @@ def _tiles(full, image_size, factor, strength, resample, overlap, info, canvas) 
 
 
 def canvas_from_record(info: dict[str, Any], init: str | Path | None, mask: str | Path | None, image_size: int,
-                       channels: int) -> CanvasEdit:
+                       channels: int, grid: int = 1) -> CanvasEdit:
     """The :class:`CanvasEdit` an image's record (``edit`` entry with ``canvas``) was made
     with, rebuilt from its input files and checked against the recorded sha256s."""
     mode = require_edit_inputs(info, init, mask)
@@ -293,7 +348,11 @@ def canvas_from_record(info: dict[str, Any], init: str | Path | None, mask: str 
                              extend=tuple(info["extend"]) if mode == "outpaint" else None,
                              upscale=int(info["factor"]) if mode == "upscale" else None,
                              strength=float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)),
-                             overlap=canvas.get("overlap"))
+                             overlap=canvas.get("overlap"), extend_mode=canvas.get("extend_mode", "shrink"),
+                             grid=grid)
+    if canvas.get("work_size") is not None and list(edit.spec.image.shape[-1:-3:-1]) != canvas["work_size"]:
+        raise GenimageError(f"this image was painted on a {canvas['work_size']} canvas; this model paints "
+                            f"{list(edit.spec.image.shape[-1:-3:-1])}: replay it with the model it was made with")
     if edit.info.get("mask_sha256") != info.get("mask_sha256"):
         raise GenimageError(f"{mask} is not the mask this image was made with (sha256 of its pixels differs)")
     if edit.info["image_sha256"] != info.get("image_sha256"):

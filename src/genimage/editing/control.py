@@ -163,6 +163,9 @@ def _register_wrapper() -> None:
         """ControlNet residuals at the network: below guidance (100), so both CFG branches see them."""
         if ctx.control is None:
             return None
+        if ctx.edit is not None and getattr(ctx.edit, "window_overlap", None) is not None:
+            raise GenimageError("spatial control works on images of the model's size, not on a canvas painted "
+                                "window by window (--extend); drop --control or use --extend-mode shrink")
         return ctx.control.wrap(model, ctx.sl, ctx.count)
 
 

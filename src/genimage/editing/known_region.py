@@ -92,10 +92,17 @@ def block_repeat(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
-def latent_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """A pixel mask ``(B, 1, H, W)`` at a latent grid of ``size x size``: a latent cell is
-    regenerated if any pixel it covers is (max-pooling), so no masked pixel is left to a
-    kept latent."""
+def latent_mask(mask: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """A pixel mask ``(B, 1, H, W)`` at a latent grid of ``size x size`` (or ``(h, w)``): a
+    latent cell is regenerated if any pixel it covers is (max-pooling), so no masked pixel is
+    left to a kept latent."""
+    if not isinstance(size, int):
+        h, w = (int(v) for v in size)
+        if tuple(mask.shape[-2:]) == (h, w):
+            return mask
+        if mask.shape[-2] % h or mask.shape[-1] % w or mask.shape[-2] // h != mask.shape[-1] // w:
+            return F.interpolate(mask, size=(h, w), mode="nearest")
+        return F.max_pool2d(mask, mask.shape[-1] // w)
     if mask.shape[-1] == size:
         return mask
     if mask.shape[-1] % size:

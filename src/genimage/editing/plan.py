@@ -115,7 +115,7 @@ class WrapperStep:
 WRAPPERS: Registry[WrapperStep] = Registry("edit wrapper")
 
 #: Modules that register wrapper steps; imported once, before the first plan is built.
-PLUGIN_MODULES: list[str] = ["genimage.editing.control"]
+PLUGIN_MODULES: list[str] = ["genimage.editing.windows", "genimage.editing.control"]
 _loaded = False
 
 
@@ -159,7 +159,8 @@ def _known_region(model: nn.Module, ctx: BatchContext) -> nn.Module | None:
         return None
     from genimage.editing.known_region import KnownRegionDenoiser, latent_mask
 
-    return KnownRegionDenoiser(model, ctx.known, latent_mask(ctx.mask, ctx.shape[-1]).to(ctx.device))
+    size = ctx.shape[-1] if ctx.shape[-1] == ctx.shape[-2] else tuple(ctx.shape[-2:])
+    return KnownRegionDenoiser(model, ctx.known, latent_mask(ctx.mask, size).to(ctx.device))
 
 
 @register_wrapper("low_resolution", order=300)
@@ -192,6 +193,12 @@ class EditPlan:
         if self.edit is None:
             return
         self.edit.check(n, self.config.channels, self.config.image_size)
+        if self.edit.window_overlap is not None:
+            f = model_factor(self.config)
+            h, w = self.edit.image.shape[-2:]
+            if h % f or w % f:
+                raise GenimageError(f"a {w}x{h} canvas does not fit the latent grid: its sides must be multiples of "
+                                    f"the autoencoder's factor {f}")
         if self.edit.low is not None and self.config.autoencoder:
             raise GenimageError("upscaling needs a pixel-space model (its output must average back to the input "
                                 "pixel for pixel); for a latent model, run img2img on the upsampled image "
@@ -206,11 +213,25 @@ class EditPlan:
     def shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """``(C, H, W)`` of one sample in the model's space; ``shape`` is the model's own
         (an edit on a canvas larger than the model scales its height and width)."""
-        if self.edit is None or getattr(self.edit, "window", None) is None:
+        if self.edit is None or self.edit.window_overlap is None:
             return tuple(shape)
         f = self.config.image_size // shape[-1]
         h, w = self.edit.image.shape[-2:]
         return (shape[0], h // f, w // f)
+
+    @property
+    def canvas(self) -> bool:
+        """Whether the edit paints a canvas larger than the model (by windows)."""
+        return self.edit is not None and self.edit.window_overlap is not None
+
+    def decode(self, autoencoder, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels of a latent model's samples, one image at a time (a canvas at its own size)."""
+        from genimage.latent.autoencoder import decode_latents
+
+        if not self.canvas:
+            return decode_latents(autoencoder, latents)
+        model = autoencoder.model.to(latents.device)
+        return torch.cat([_any_size(model.decode, z[None].float()).float() for z in latents])
 
     def start(self, ctx: BatchContext) -> torch.Tensor:
         """The initial state ``x`` of the batch (sets ``ctx.image``, ``ctx.mask``, ``ctx.known``)."""
@@ -220,7 +241,7 @@ class EditPlan:
             return x
         # the input on the path at the start time, with the image's own noise
         ctx.image, ctx.mask, ctx.known = _edit_start(self.edit, ctx.sl, ctx.count, ctx.autoencoder, ctx.shape,
-                                                     ctx.device)
+                                                     ctx.device, self.canvas)
         return noisy(ctx.known, ctx.eps.float().to(ctx.device), PathCoefficients.at(ctx.denoiser.path,
                                                                                      ctx.timesteps[0], x.ndim))
 
@@ -252,7 +273,25 @@ class EditPlan:
         return x
 
 
-def _edit_start(edit: "EditSpec", sl: slice, count: int, autoencoder, shape, device: torch.device):
+def model_factor(config: "ModelConfig") -> int:
+    """Pixels per model-space cell: the latent downsampling factor (1 for a pixel model)."""
+    if config.autoencoder and config.latent_shape:
+        return int(config.image_size) // int(config.latent_shape[-1])
+    return 1
+
+
+def _any_size(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    """``fn(x, any_size=True)`` where the autoencoder takes it (genimage's own), else ``fn(x)``
+    (a convolutional autoencoder without size checks, e.g. an imported Stable Diffusion VAE)."""
+    import inspect
+
+    if "any_size" in inspect.signature(fn).parameters:
+        return fn(x, any_size=True)
+    return fn(x)
+
+
+def _edit_start(edit: "EditSpec", sl: slice, count: int, autoencoder, shape, device: torch.device,
+                canvas: bool = False):
     """``(image, mask, known)`` of a batch slice: the pixel input and mask (CPU), and the
     clean starting point in the model's space (latents of a latent model: the encoder's
     posterior mean, one image at a time like decoding)."""
@@ -262,7 +301,10 @@ def _edit_start(edit: "EditSpec", sl: slice, count: int, autoencoder, shape, dev
     if autoencoder is None:
         return image, mask, image.to(device)
     ae = autoencoder.model.to(device)
-    known = torch.cat([ae.encode(im[None].to(device)).float() for im in image])
+    if canvas:
+        known = torch.cat([_any_size(ae.encode, im[None].to(device)).float() for im in image])
+    else:
+        known = torch.cat([ae.encode(im[None].to(device)).float() for im in image])
     if tuple(known.shape[1:]) != tuple(shape):
         raise GenimageError(f"the autoencoder gives latents {tuple(known.shape[1:])}, the model expects {tuple(shape)}")
     return image, mask, known

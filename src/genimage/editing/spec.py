@@ -45,6 +45,11 @@ class EditSpec:
         low: For super-resolution, the ``(1 or N, C, S / f, S / f)`` low-resolution input the
             output must average back to over ``f x f`` blocks (``image`` is then its upsampled
             start); see :meth:`upscale`.
+        window_overlap: For outpainting beyond the canvas, ``image`` and ``mask`` are a canvas
+            ``(1 or N, C, H, W)`` with ``H, W >= S`` (multiples of a latent model's
+            downsampling factor), painted as ``S x S`` windows overlapping by at least this
+            many pixels (MultiDiffusion, :mod:`genimage.editing.windows`); ``None`` = an
+            edit at the model's size.
     """
 
     image: torch.Tensor
@@ -53,6 +58,7 @@ class EditSpec:
     extend: tuple[int, int, int, int] | None = None
     resample: int = 1
     low: torch.Tensor | None = None
+    window_overlap: int | None = None
 
     @classmethod
     def upscale(cls, low: torch.Tensor, image_size: int, strength: float = 1.0, resample: int = 1) -> "EditSpec":
@@ -91,6 +97,9 @@ class EditSpec:
                                      or image_size % self.low.shape[-1]):
             raise GenimageError(f"low-resolution input of shape {tuple(self.low.shape)} does not fit {channels} x "
                                 f"{image_size} px images")
+        if self.window_overlap is not None:
+            self._check_canvas(n, channels, image_size)
+            return
         want = (channels, image_size, image_size)
         if self.image.ndim != 4 or tuple(self.image.shape[1:]) != want or self.image.shape[0] not in (1, n):
             raise GenimageError(f"edit image of shape {tuple(self.image.shape)} does not fit: the model makes "
@@ -102,6 +111,25 @@ class EditSpec:
                                     f"{image_size} images (give 1 or {n} masks of 1 channel)")
             if not bool(((self.mask == 0) | (self.mask == 1)).all()):
                 raise GenimageError("the mask must hold only 0 (keep) and 1 (regenerate)")
+
+    def _check_canvas(self, n: int, channels: int, image_size: int) -> None:
+        """The checks of a canvas edit (``window_overlap`` set)."""
+        o = self.window_overlap
+        if isinstance(o, bool) or not isinstance(o, int) or not 0 <= o < image_size:
+            raise GenimageError(f"the window overlap must be an integer in 0..{image_size - 1} pixels (the model "
+                                f"paints {image_size} px windows), got {o}")
+        if self.low is not None or self.mask is None:
+            raise GenimageError("painting by windows is for outpainting: give a canvas and its mask")
+        im, m = self.image, self.mask
+        if (im.ndim != 4 or im.shape[1] != channels or im.shape[0] not in (1, n)
+                or min(im.shape[-2:]) < image_size):
+            raise GenimageError(f"canvas of shape {tuple(im.shape)} does not fit: it needs {channels} channels and "
+                                f"sides of at least the model's {image_size} px (give 1 or {n} of them)")
+        if m.ndim != 4 or m.shape[1] != 1 or tuple(m.shape[-2:]) != tuple(im.shape[-2:]) or m.shape[0] not in (1, n):
+            raise GenimageError(f"mask of shape {tuple(m.shape)} does not fit the {tuple(im.shape[-2:])} canvas "
+                                f"(give 1 or {n} masks of 1 channel)")
+        if not bool(((m == 0) | (m == 1)).all()):
+            raise GenimageError("the mask must hold only 0 (keep) and 1 (regenerate)")
 
     def steps_to_run(self, steps: int) -> int:
         """How many of a schedule's ``steps`` steps run (the last ones)."""
@@ -131,6 +159,8 @@ class EditSpec:
             out["image_sha256"] = pixels_sha256(pick(self.image))
         if self.resample > 1:
             out["resample"] = int(self.resample)
+        if self.window_overlap is not None:
+            out["window_overlap"] = int(self.window_overlap)
         if self.extend is not None:
             out["extend"] = list(self.extend)
         elif self.mask is not None:

@@ -3,8 +3,8 @@
 Every model is measured the same way, in one feature space: Fréchet distance, KID,
 precision/recall, bits/dim where the family defines a likelihood, network evaluations per
 image and images/s (same sample count, same seeds, same machine, one after the other).
-Models are given as folders, or trained here first (each family's preset for a time budget
-through the same trainer as ``genimage train``).
+Models are given as folders (``genimage compare --train FAMILY`` trains them first, with
+``genimage train``).
 """
 
 from __future__ import annotations
@@ -22,28 +22,6 @@ from genimage.evaluation.sampling import conditions_for, dataset_images, draw_sa
 from genimage.utils.atomic import atomic_write_text
 
 COLUMNS = ("family", "fd", "kid", "precision", "recall", "bits_per_dim", "nfe", "images_per_s")
-
-
-def train_family(family: str, data: str, out: Path, minutes: float, preset: str = "tiny", seed: int = 0) -> Path:
-    """Train ``family``'s preset on ``data`` for ``minutes`` into ``out`` (resuming if it exists)."""
-    from typer.testing import CliRunner
-
-    from genimage.cli.main import app
-
-    args = ["train", "--family", family, "--data", data, "--out", str(out), "--steps", "10000000",
-            "--max-minutes", str(minutes), "--seed", str(seed), "--no-progress", "--checkpoint-every", "1000"]
-    if family == "diffusion":
-        args += ["--preset", "small", "--set", "hidden=96", "--set", "depth=4", "--set", "patch_size=2"]
-    elif family == "consistency":  # training without a teacher: the measured CT recipe
-        args += ["--preset", "ct-tiny"]
-    else:
-        args += ["--preset", preset]
-    if (out / "checkpoints").is_dir():
-        args.append("--resume")
-    res = CliRunner().invoke(app, args)
-    if res.exit_code != 0:
-        raise GenimageError(f"training {family} failed: {res.output.strip().splitlines()[-1] if res.output else res.exit_code}")
-    return out
 
 
 def measure(name: str, model_ref: str | Path, dataset, reference: torch.Tensor, ref_features: torch.Tensor, net,

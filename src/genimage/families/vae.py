@@ -429,22 +429,39 @@ class KLAutoencoder(GenerativeModel):
             raise GenimageError(f"images must have shape (B, {', '.join(map(str, self.image_shape))}), "
                                 f"got {tuple(x.shape)}")
 
-    def encode(self, x: torch.Tensor, generator: Generators = None, sample: bool = False) -> torch.Tensor:
+    def _check_canvas(self, x: torch.Tensor, channels: int, what: str) -> None:
+        f = self.image_shape[-1] // self.latent_shape[-1]
+        if x.ndim != 4 or x.shape[1] != channels or x.shape[-1] % f or x.shape[-2] % f:
+            raise GenimageError(f"{what} must have shape (B, {channels}, H, W) with H, W multiples of {f}, "
+                                f"got {tuple(x.shape)}")
+
+    def encode(self, x: torch.Tensor, generator: Generators = None, sample: bool = False,
+               any_size: bool = False) -> torch.Tensor:
         """Scaled latents ``scale_factor * z`` of images ``x`` in ``[-1, 1]``.
 
         ``z`` is the posterior mean, or with ``sample=True`` a draw ``mean + std * eps``
-        (``eps`` from ``generator``: one, one per image, or ``None``).
+        (``eps`` from ``generator``: one, one per image, or ``None``). ``any_size``: accept
+        any ``H x W`` that is a multiple of the downsampling factor (the network is
+        convolutional; used for canvases larger than the model, :mod:`genimage.editing.windows`).
         """
-        self._check_images(x)
+        if any_size:
+            self._check_canvas(x, self.image_shape[0], "images")
+        else:
+            self._check_images(x)
         mean, logvar = self.ae.encoder(x)
         z = mean
         if sample:
             z = mean + torch.exp(0.5 * logvar) * _noise(tuple(mean.shape), generator, mean.device)
         return z * self.ae.scale_factor
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images in ``[-1, 1]`` from scaled latents ``(B, *latent_shape)``."""
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
+    def decode(self, latents: torch.Tensor, any_size: bool = False) -> torch.Tensor:
+        """Images in ``[-1, 1]`` from scaled latents ``(B, *latent_shape)`` (``any_size``:
+        ``(B, latent_channels, h, w)`` of any ``h x w``)."""
+        if any_size:
+            if latents.ndim != 4 or latents.shape[1] != self.latent_shape[0]:
+                raise GenimageError(f"latents must have shape (B, {self.latent_shape[0]}, h, w), "
+                                    f"got {tuple(latents.shape)}")
+        elif latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
             raise GenimageError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), "
                                 f"got {tuple(latents.shape)}")
         return self.ae.decoder(latents / self.ae.scale_factor).clamp(-1.0, 1.0)

@@ -27,12 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from genimage.errors import GenimageError
-from genimage.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    from genimage.models.config import ModelConfig
 
 #: ``ModelConfig.family_config["format"]`` of an imported model.
 SD_FORMAT = "stable-diffusion"
@@ -153,8 +155,9 @@ def config_dir_of(source: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- the model config
-def sd_model_config(source: str | Path) -> ModelConfig:
-    """The genimage :class:`ModelConfig` of an SD folder or single file (no weights are read).
+def sd_config_fields(source: str | Path) -> dict[str, Any]:
+    """The genimage :class:`~genimage.models.config.ModelConfig` fields of an SD folder or
+    single file (no weights are read): ``ModelConfig(**sd_config_fields(source))``.
 
     Sampling defaults follow the scheduler: LCM -> 4 consistency steps without guidance;
     ``timestep_spacing = "trailing"`` (SD-Turbo-style) -> 1 step without guidance;
@@ -186,7 +189,7 @@ def sd_model_config(source: str | Path) -> ModelConfig:
         sampler, steps, guidance = _SAMPLERS.get(cls, "ddim"), 1, 1.0
     else:
         sampler, steps, guidance = _SAMPLERS.get(cls, "ddim"), 20, 7.5
-    return ModelConfig(
+    return dict(
         backbone="sd-unet", backbone_config={k: v for k, v in unet.items() if not k.startswith("_")},
         objective="stable-diffusion", path="sd-discrete", prediction=_PREDICTIONS[kind],
         image_size=latent * factor, channels=int(vae.get("in_channels", 3)), text_encoder=str(source),
@@ -308,22 +311,3 @@ def load_sd_text_encoder(config: ModelConfig):
                                                          config=str(cdir), local_files_only=True,
                                                          torch_dtype=torch.float32)
     return SDTextEncoder(model, tokenizer, name=str(source))
-
-
-def load_sd_model(source: str | Path, name: str | None = None):
-    """Load an SD folder or single file as a :class:`~genimage.models.io.LoadedModel`."""
-    from genimage.interop.sd_modules import SDAutoencoder, SDUNet
-    from genimage.interop.sd_path import DiscretePath
-    from genimage.latent.autoencoder import LoadedAutoencoder, attach_autoencoder
-    from genimage.models.denoiser import Denoiser
-    from genimage.models.io import LoadedModel
-
-    source = Path(source).resolve()
-    config = sd_model_config(source)
-    unet, vae = load_sd_parts(source)
-    path = DiscretePath(config.family_config["scheduler"])
-    denoiser = Denoiser(SDUNet(unet), path, config.prediction).eval().requires_grad_(False)
-    sha = weights_sha256(source)
-    ae = SDAutoencoder(vae, config.latent_shape[-1]).eval().requires_grad_(False)
-    attach_autoencoder(denoiser, LoadedAutoencoder(ae, config, Path(config.autoencoder), sha))
-    return LoadedModel(denoiser, config, str(name if name is not None else source), source, sha)

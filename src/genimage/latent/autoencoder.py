@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from genimage.errors import GenimageError
-from genimage.models.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
+from genimage.models.config import (  # noqa: F401  (AUTOENCODER_DIR, locate_autoencoder: re-exported)
+    AUTOENCODER_DIR, CONFIG_FILE, WEIGHTS_FILE, ModelConfig, locate_autoencoder,
+)
 
-#: Name of the autoencoder subfolder inside a latent model folder (and a latent run folder).
-AUTOENCODER_DIR = "autoencoder"
 #: Key of ``ModelConfig.training`` holding the sha256 of the autoencoder's ``model.safetensors``.
 SHA_KEY = "autoencoder_sha256"
 _DECODER_ATTR = "_genimage_latent_autoencoder"
@@ -57,7 +57,7 @@ def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = Non
     of ``model.safetensors``.
     """
     from genimage.families import FAMILIES, load_all_families
-    from genimage.models.io import resolve_model_folder
+    from genimage.models.folders import resolve_model_folder
     from genimage.utils.weights import load_safetensors, sha256_file
 
     path = Path(name_or_path)
@@ -80,26 +80,6 @@ def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = Non
     model.load_sampling_state(load_safetensors(folder / WEIGHTS_FILE))
     model.eval().requires_grad_(False)
     return LoadedAutoencoder(model, config, folder, sha)
-
-
-def locate_autoencoder(model_folder: Path, recorded: str) -> Path:
-    """Where the autoencoder of the latent model in ``model_folder`` is, as an absolute path.
-
-    In order: ``model_folder/autoencoder`` (a self-contained model folder); for a training
-    checkpoint ``RUN/checkpoints/step-N``, the run's ``RUN/autoencoder``; else the recorded
-    path (relative paths are relative to ``model_folder``). A missing folder is reported
-    when the autoencoder is loaded, not here.
-    """
-    model_folder = Path(model_folder).resolve()
-    candidates = [model_folder / AUTOENCODER_DIR]
-    if model_folder.parent.name == "checkpoints":
-        candidates.append(model_folder.parent.parent / AUTOENCODER_DIR)
-    rec = Path(recorded)
-    candidates.append(rec if rec.is_absolute() else model_folder / rec)
-    for cand in candidates:
-        if (cand / CONFIG_FILE).is_file():
-            return cand
-    return candidates[-1]
 
 
 def load_latent_autoencoder(config: ModelConfig) -> LoadedAutoencoder:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genimage.errors import GenimageError
+from genimage.metrics.images import check_images  # noqa: F401  (re-exported)
 from genimage.utils.weights import load_safetensors, sha256_file
 
 FEATURES_DIR = Path(__file__).resolve().parent.parent / "weights" / "features"
@@ -123,20 +124,6 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     if h >= size and w >= size:
         return F.interpolate(images, size=(size, size), mode="area")
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-
-
-def check_images(images: torch.Tensor, channels: int | None = None, what: str = "images") -> torch.Tensor:
-    """Validate an ``(N, C, H, W)`` float batch (``C == channels`` if given); return it as float32 CPU."""
-    if not isinstance(images, torch.Tensor):
-        raise GenimageError(f"{what} must be a torch tensor (N, C, H, W) in [-1, 1], got {type(images).__name__}")
-    if images.ndim != 4:
-        raise GenimageError(f"{what} must have shape (N, C, H, W), got {tuple(images.shape)}")
-    if channels is not None and images.shape[1] != channels:
-        raise GenimageError(f"{what} have {images.shape[1]} channel(s) but this network expects {channels}")
-    images = images.detach().to("cpu", torch.float32)
-    if not torch.isfinite(images).all():
-        raise GenimageError(f"{what} contain NaN or inf")
-    return images
 
 
 class FeatureNet:

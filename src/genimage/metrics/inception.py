@@ -74,7 +74,7 @@ class InceptionFeatures:
     def features(self, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
         """``(N, 2048)`` pool3 features. Grayscale is repeated to RGB; values are quantised to
         the 256 levels of an 8-bit image, which the network takes as floats in ``[0, 255]``."""
-        from genimage.metrics.features import check_images
+        from genimage.metrics.images import check_images
 
         images = check_images(images)
         if images.shape[1] == 1:

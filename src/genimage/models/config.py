@@ -17,6 +17,8 @@ from genimage.errors import GenimageError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Name of the autoencoder subfolder inside a latent model folder (and a latent run folder).
+AUTOENCODER_DIR = "autoencoder"
 
 
 @dataclass
@@ -108,10 +110,10 @@ class ModelConfig:
     def load(cls, folder: Path) -> "ModelConfig":
         path = Path(folder) / CONFIG_FILE
         if not path.is_file():
-            from genimage.interop.sd_import import is_sd_source, sd_model_config
+            from genimage.interop.sd_import import is_sd_source, sd_config_fields
 
             if is_sd_source(folder):  # a Stable-Diffusion-format folder or single file
-                return sd_model_config(folder)
+                return cls(**sd_config_fields(folder))
             raise GenimageError(f"{folder} is not a genimage model folder: {CONFIG_FILE} is missing")
         try:
             data = json.loads(path.read_text())
@@ -119,7 +121,25 @@ class ModelConfig:
             raise GenimageError(f"{path} is not valid JSON: {exc}") from None
         config = cls.from_dict(data)
         if config.autoencoder:
-            from genimage.latent.autoencoder import locate_autoencoder
-
             config.autoencoder = str(locate_autoencoder(Path(folder), config.autoencoder))
         return config
+
+
+def locate_autoencoder(model_folder: Path, recorded: str) -> Path:
+    """Where the autoencoder of the latent model in ``model_folder`` is, as an absolute path.
+
+    In order: ``model_folder/autoencoder`` (a self-contained model folder); for a training
+    checkpoint ``RUN/checkpoints/step-N``, the run's ``RUN/autoencoder``; else the recorded
+    path (relative paths are relative to ``model_folder``). A missing folder is reported
+    when the autoencoder is loaded, not here.
+    """
+    model_folder = Path(model_folder).resolve()
+    candidates = [model_folder / AUTOENCODER_DIR]
+    if model_folder.parent.name == "checkpoints":
+        candidates.append(model_folder.parent.parent / AUTOENCODER_DIR)
+    rec = Path(recorded)
+    candidates.append(rec if rec.is_absolute() else model_folder / rec)
+    for cand in candidates:
+        if (cand / CONFIG_FILE).is_file():
+            return cand
+    return candidates[-1]

@@ -8,7 +8,6 @@ its autoencoder in ``autoencoder/`` (:mod:`genimage.latent`). Bundled models liv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,18 +15,11 @@ import torch
 from genimage.errors import GenimageError
 from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.models.denoiser import Denoiser
+from genimage.models.folders import BUNDLED_DIR, bundled_models, resolve_model_folder  # noqa: F401  (re-exported)
+from genimage.models.loaded import LoadedModel
 from genimage.paths.base import build_path
 from genimage.utils.finite import check_finite_weights
 from genimage.utils.weights import load_safetensors, save_safetensors, sha256_file
-
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-def bundled_models() -> list[str]:
-    """Names of the models shipped inside the package."""
-    if not BUNDLED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
 
 
 def build_denoiser(config: ModelConfig) -> Denoiser:
@@ -45,63 +37,13 @@ def build_denoiser(config: ModelConfig) -> Denoiser:
     return denoiser
 
 
-def resolve_model_folder(name_or_path: str | Path) -> Path:
-    """Turn a bundled model name, a model folder, a checkpoint folder or a run folder into
-    the folder that holds ``config.json`` and ``model.safetensors``. A Stable-Diffusion-format
-    source (diffusers folder or single ``.safetensors`` file, :mod:`genimage.interop.sd_import`)
-    is returned as it is."""
-    p = Path(name_or_path)
-    if p.is_dir():
-        if (p / "config.json").is_file():
-            return p
-        if (p / "model_index.json").is_file():  # a diffusers Stable Diffusion folder (genimage.interop)
-            from genimage.interop.sd_import import check_pipeline_folder
-
-            check_pipeline_folder(p)
-            return p
-        from genimage.training.checkpoint import find_latest_checkpoint
-
-        ckpt = find_latest_checkpoint(p / "checkpoints") if (p / "checkpoints").is_dir() else None
-        if ckpt is not None:
-            return ckpt
-        raise GenimageError(f"{p} holds neither a model (config.json) nor training checkpoints")
-    if p.suffix in {".pt", ".pth", ".ckpt", ".bin", ".safetensors"} and p.is_file():
-        from genimage.interop.sd_import import check_single_file  # an SD single-file checkpoint, or a clear error
-
-        return check_single_file(p)
-    bundled = BUNDLED_DIR / str(name_or_path)
-    if "/" not in str(name_or_path) and (bundled / "config.json").is_file():
-        return bundled
-    names = ", ".join(bundled_models()) or "none installed"
-    raise GenimageError(f"model {str(name_or_path)!r} not found: give a model/run folder or a bundled name ({names})")
-
-
-@dataclass
-class LoadedModel:
-    """A denoiser ready to sample, with what provenance records need.
-
-    Attributes:
-        denoiser: The model in eval mode.
-        config: Its :class:`ModelConfig`.
-        name: The name or folder it was loaded from.
-        folder: Resolved folder.
-        weights_sha256: sha256 of ``model.safetensors``.
-    """
-
-    denoiser: Denoiser
-    config: ModelConfig
-    name: str
-    folder: Path
-    weights_sha256: str
-
-
 def load_model(name_or_path: str | Path) -> LoadedModel:
     """Load a model by bundled name or folder (safetensors only)."""
     folder = resolve_model_folder(name_or_path)
     from genimage.interop.sd_import import is_sd_source
 
     if is_sd_source(folder):  # Stable-Diffusion-format folder or single file
-        from genimage.interop.sd_import import load_sd_model
+        from genimage.interop.sd_load import load_sd_model
 
         return load_sd_model(folder, str(name_or_path))
     config = ModelConfig.load(folder)
