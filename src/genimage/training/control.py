@@ -150,7 +150,6 @@ def train_control(cfg: ControlTrainConfig, out: str | Path, *, resume: bool = Fa
     from genimage.training.checkpoint import (find_latest_checkpoint, load_checkpoint, optimizer_from_tensors,
                                               optimizer_to_tensors, save_checkpoint)
     from genimage.training.ema import EMA
-    from genimage.utils.finite import check_finite_weights  # noqa: F401  (weights are checked on load)
 
     cfg.validate()
     out = Path(out)
