@@ -25,6 +25,7 @@ from genimage.samplers.noise import generators_for_seeds, randn
 from genimage.utils.finite import check_generated
 
 if TYPE_CHECKING:
+    from genimage.editing.control import ControlSpec
     from genimage.editing.spec import EditSpec
 
 
@@ -93,7 +94,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
              negative: str | None = None, options: SamplingOptions | None = None, bf16: bool | None = None,
              batch_size: int = 64, callback: Callable[[dict], None] | None = None,
              generators: Sequence[torch.Generator] | None = None, edit: "EditSpec | None" = None,
-             noise_mark: dict | None = None) -> torch.Tensor:
+             noise_mark: dict | None = None, control: "ControlSpec | None" = None) -> torch.Tensor:
     """Generate one image per seed.
 
     Args:
@@ -118,6 +119,8 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             The edit plan (:mod:`genimage.editing.plan`) builds the start state and the
             model wrappers of every edit kind.
         noise_mark: A watermark in the initial noise (:func:`genimage.provenance.noise_mark.apply_entry`).
+        control: Spatial control (:class:`~genimage.editing.control.ControlSpec`: a ControlNet,
+            control images and a scale), wrapped around the denoiser inside guidance and inpainting.
 
     Returns:
         Images ``(N, C, H, W)`` in ``[-1, 1]``, float32 (a canvas edit's ``H x W`` is its canvas').
@@ -175,6 +178,7 @@ def generate(denoiser: Denoiser, config: ModelConfig, conditioner: Conditioner, 
             uncond = conditioner(labels=[None] * len(gens) if conditioner.uses_labels else None,
                                  captions=[negative or ""] * len(gens))
         ctx.cond, ctx.uncond = to_device(cond), to_device(uncond)
+        ctx.control = control  # spatial control (genimage.editing.control's wrapper step)
         model = plan.model(ctx)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else contextlib.nullcontext()
         with autocast:

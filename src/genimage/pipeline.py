@@ -53,6 +53,7 @@ class Pipeline:
         self.config = loaded.config
         self.conditioner = Conditioner(loaded.config)
         self.loras: list[dict] = []  # LoRAs merged into the network, for the records
+        self.control = None  # spatial control applied to every call (genimage.editing.control.ControlSpec)
         folder = loaded.folder.resolve()
         self.model_ref = folder.name if folder.parent == BUNDLED_DIR.resolve() else str(folder)
 
@@ -103,9 +104,11 @@ class Pipeline:
         """Generate one image per seed, or edit ``edit.image`` (img2img / inpainting); see
         :func:`genimage.generation.generate`."""
         self.check_inputs(labels, prompts)
+        if self.control is not None:
+            self.control.check(len(seeds), self.loaded.weights_sha256)
         return generate(self.loaded.denoiser, self.config, self.conditioner, seeds=list(seeds), labels=labels,
                         prompts=prompts, negative=negative, options=options or self.options(),
-                        batch_size=batch_size, callback=callback, edit=edit)
+                        batch_size=batch_size, callback=callback, edit=edit, control=self.control)
 
     def records(self, seeds: Sequence[int], labels=None, prompts=None, negative: str | None = None,
                 options: SamplingOptions | None = None, edit: EditSpec | None = None) -> list[GenerationRecord]:
@@ -127,7 +130,8 @@ class Pipeline:
                 sampler_options=o.extra or None, genimage_version=__version__,
                 guidance_interval=list(o.guidance_interval) if o.guidance_interval else None,
                 edit=edit.record(i) if edit is not None else None, watermark=mark,
-                lora=[dict(entry) for entry in self.loras] or None))
+                lora=[dict(entry) for entry in self.loras] or None,
+                control=self.control.record(i) if self.control is not None else None))
         return out
 
     @staticmethod
@@ -157,7 +161,8 @@ class ReplayResult:
 
 def replay(image_path: str | Path, model: str | Path | None = None,
            device: str | torch.device | None = None, init: str | Path | None = None,
-           mask: str | Path | None = None, style: str | Path | None = None) -> ReplayResult:
+           mask: str | Path | None = None, control: str | Path | None = None,
+           style: str | Path | None = None) -> ReplayResult:
     """Regenerate a genimage PNG from its embedded record and compare pixels.
 
     Args:
@@ -167,6 +172,7 @@ def replay(image_path: str | Path, model: str | Path | None = None,
             agreement is expected only there).
         init, mask: For an edited image, the input image (and inpainting mask) it was made
             from; checked against the sha256 in the record.
+        control: For an image made with spatial control, its control image (checked likewise).
         style: For a style transfer, the style image (:mod:`genimage.editing.style`).
     """
     record = read_record(image_path)
@@ -183,6 +189,10 @@ def replay(image_path: str | Path, model: str | Path | None = None,
     for entry in record.lora or ():  # LoRAs merged in the recorded order and scale
         applied = pipe.apply_lora(entry["path"], entry["scale"]).loras[-1]
         weights_match = weights_match and applied["sha256"] == entry["sha256"]
+    if record.control:
+        from genimage.editing.control import control_from_record
+
+        pipe.control = control_from_record(record.control, control, pipe.loaded)
     canvas = (record.edit or {}).get("canvas")  # an edit at the input's own size (genimage.editing.canvas)
     if canvas is None and pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")

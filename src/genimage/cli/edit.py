@@ -9,8 +9,8 @@ import typer
 
 from genimage.cli.common import handle_errors
 from genimage.cli.sample import (
-    DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, LoraOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
-    WatermarkOpt, _apply_loras, _options, _parse_label,
+    ControlKindOpt, ControlModelOpt, ControlOpt, ControlScaleOpt, DeviceOpt, EtaOpt, GuidanceOpt, IntervalOpt, LoraOpt, ModelOpt, PrecisionOpt, SamplerOpt, ScheduleOpt, StepsOpt,
+    WatermarkOpt, _apply_control, _apply_loras, _options, _parse_label,
 )
 from genimage.errors import GenimageError
 
@@ -57,6 +57,8 @@ def edit(
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
+    control: ControlOpt = None, control_kind: ControlKindOpt = None, control_scale: ControlScaleOpt = None,
+    control_model: ControlModelOpt = None,
     upscaler: Annotated[Optional[str], typer.Option(
         help="--upscale with a trained upscaler (genimage train --family superres) or 'ddnm' (DDNM with --model)",
         show_default="--model if it is an upscaler; else the bundled photos-x4 (x4, RGB, tiles of 16 -> 64 px) "
@@ -132,6 +134,10 @@ def edit(
                                strength=strength, resample=resample, overlap=overlap, extend_mode=extend_mode,
                                grid=model_factor(cfg))
     spec = canvas.spec
+    _apply_control(pipe, control, control_kind, control_scale, control_model)
+    if pipe.control is not None and (canvas.rows != 1 or spec.window_overlap is not None):
+        raise GenimageError(f"--control needs an input the model edits in one piece (a square image of the model's "
+                            f"{cfg.image_size}px, or a multiple, without --extend / --upscale)")
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     check_edit(canvas.batch_spec(num), num * canvas.rows, cfg)
     run = spec.steps_to_run(opts.steps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from genimage import __version__
-from genimage.cli import compare, data, detect, edit, evaluate, keys, replay, sample, serve, train, verify, watermark
+from genimage.cli import compare, control, data, detect, edit, evaluate, keys, replay, sample, serve, train, verify, watermark
 from genimage.cli import export as export_cli
 
 app = typer.Typer(help=f"genimage {__version__}: train generative image models and generate images.",
@@ -14,6 +14,7 @@ app.command("train")(train.train)
 app.command("sample")(sample.sample)
 app.command("generate")(sample.generate)
 app.command("edit")(edit.edit)
+app.command("control-map")(control.control_map)
 app.command("replay")(replay.replay)
 app.command("info")(replay.info)
 app.command("compare")(compare.compare)

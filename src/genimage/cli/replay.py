@@ -19,6 +19,7 @@ def replay(
                                                        "where bit-for-bit agreement is expected)")] = None,
     init: Annotated[Optional[Path], typer.Option(help="For an edited image: the input it was made from", show_default="none")] = None,
     mask: Annotated[Optional[Path], typer.Option(help="For an inpainted image: its mask", show_default="none")] = None,
+    control: Annotated[Optional[Path], typer.Option(help="For an image made with --control: its control image", show_default="none")] = None,
     style: Annotated[Optional[Path], typer.Option(help="For a style transfer: the style image", show_default="none")] = None,
 ) -> None:
     """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
@@ -28,7 +29,7 @@ def replay(
 
     record = read_record(image)
     result = (replay_direct(record, image, model, device) if is_direct(record.sampler)
-              else do_replay(image, model, device, init=init, mask=mask, style=style))
+              else do_replay(image, model, device, init=init, mask=mask, control=control, style=style))
     typer.echo(f"record: {result.record.to_json()}")
     if not result.weights_match:
         typer.echo("warning: the model's weights differ from the recorded sha256", err=True)

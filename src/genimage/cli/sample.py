@@ -28,6 +28,16 @@ LoraOpt = Annotated[Optional[list[str]], typer.Option(
     "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)", show_default="none")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
                                              "Noise is seeded on the CPU; images match bit for bit on the same device type")]
+ControlOpt = Annotated[Optional[Path], typer.Option(
+    help="Spatial control: a control image (edge map, sketch: white lines on black; segmentation: R/G/B = masks of "
+         "the prompt's 1st/2nd/3rd object), square, the model's size or a multiple (box-averaged down); recorded, "
+         "replay needs it again (--control)", show_default="none")]
+ControlKindOpt = Annotated[Optional[str], typer.Option(help="Kind of the --control image: edges | sketch | segmentation",
+                                                       show_default="the control model's first kind")]
+ControlScaleOpt = Annotated[Optional[float], typer.Option(help="Control strength: 0 = the base model alone, 1 = as trained",
+                                                          show_default="the control model's, 1.0")]
+ControlModelOpt = Annotated[Optional[str], typer.Option(help="Control model (bundled name or folder; `genimage train --family control`)",
+                                                        show_default="shapes-control")]
 NprocOpt = Annotated[int, typer.Option(help="Processes on this machine, through torchrun (one CPU thread each unless "
                                             "OMP_NUM_THREADS is set): rank r makes images r, r+N, ...; the same files "
                                             "as one process")]
@@ -50,6 +60,17 @@ def _options(pipe, sampler, schedule, steps, guidance, eta, bf16, interval=None)
             raise GenimageError("--eta applies only to --sampler ddim")
         opts.extra = {"eta": float(eta)}
     return opts
+
+
+def _apply_control(pipe, control, kind, scale, control_model) -> None:
+    """Set ``pipe.control`` from the --control options (nothing without --control)."""
+    if control is None:
+        if kind is not None or scale is not None or control_model is not None:
+            raise GenimageError("--control-kind, --control-scale and --control-model need --control IMAGE")
+        return
+    from genimage.editing.control import build_control
+
+    pipe.control = build_control(control, kind, control_model, scale, pipe.loaded)
 
 
 def _progress(total_steps: int, n_batches: int):
@@ -250,8 +271,11 @@ def generate(
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
     nproc: NprocOpt = 1,
+    control: ControlOpt = None, control_kind: ControlKindOpt = None, control_scale: ControlScaleOpt = None,
+    control_model: ControlModelOpt = None,
 ) -> None:
-    """Generate from a prompt (default model: the bundled shapes model)."""
+    """Generate from a prompt (default model: the bundled shapes model), optionally laid out by a
+    control image (--control)."""
     from genimage.cli.launch import maybe_relaunch, worker_device
     from genimage.pipeline import Pipeline
     from genimage.utils.distributed import finish_process_group, init_process_group
@@ -277,6 +301,7 @@ def generate(
     pipe = Pipeline.from_pretrained(model, device=worker_device(device))
     pipe.watermark = watermark
     _apply_loras(pipe, lora)
+    _apply_control(pipe, control, control_kind, control_scale, control_model)
     if size is not None and size != pipe.config.image_size:
         raise GenimageError(f"--size {size}: this model generates {pipe.config.image_size}px images only")
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)

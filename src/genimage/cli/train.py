@@ -37,7 +37,7 @@ def parse_text_layers(value: str | None) -> tuple[int, ...] | None:
 def train(
     data: Annotated[str, typer.Option(help="builtin:digits | builtin:shapes | builtin:photos | an image folder")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, samples, metrics)")],
-    family: Annotated[str, typer.Option(help="Model family: diffusion | consistency | reflow | gan | vae | normalizing-flow | autoencoder | superres (x F upscaler conditioned on the low-resolution image; --set factor=4)")] = "diffusion",
+    family: Annotated[str, typer.Option(help="Model family: diffusion | consistency | reflow | gan | vae | normalizing-flow | autoencoder | superres (x F upscaler conditioned on the low-resolution image; --set factor=4) | control (a ControlNet for --base)")] = "diffusion",
     teacher: Annotated[Optional[str], typer.Option(help="Teacher model (bundled name or folder) for --family consistency (distillation) or reflow", show_default="none")] = None,
     objective: Annotated[str, typer.Option(help="Diffusion objective: ddpm-eps | ddpm-v | edm | flow-matching | rectified-flow")] = "flow-matching",
     backbone: Annotated[str, typer.Option(help="dit | unet")] = "dit",
@@ -88,6 +88,9 @@ def train(
     recipe_mode: Annotated[str, typer.Option("--recipe", help="auto: for an image folder with no --backbone/--preset/--objective/--set/--autoencoder, measure and print a CPU-sized recipe (latent space through the bundled photo autoencoder, backbone, steps for the --max-minutes budget or 15 min, lr, warm-up, EMA, augmentation); none: the general defaults")] = "auto",
     flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips of folder images", show_default="on with the folder recipe, else off")] = None,
     random_crop: Annotated[Optional[bool], typer.Option("--random-crop/--center-crop", help="Random or centre square crop of folder images", show_default="random with the folder recipe, else centre")] = None,
+    base: Annotated[Optional[str], typer.Option(help="--family control: the frozen base model (bundled name or folder) the control model is for", show_default="none")] = None,
+    control: Annotated[Optional[str], typer.Option(help="--family control: control kind(s), comma-separated: edges | segmentation | sketch (e.g. edges,sketch)", show_default="none")] = None,
+    control_variant: Annotated[str, typer.Option(help="--family control: controlnet (trainable encoder copy) | adapter (control-image encoder only)")] = "controlnet",
     ctx: typer.Context = None,
 ) -> None:
     """Train a model of any family on a dataset. Resumable bit for bit with --resume."""
@@ -101,6 +104,14 @@ def train(
         folder = train_lora(init_from, data, out, rank=lora, steps=steps or 100, lr=lr or 1e-4,
                             batch_size=batch_size or 4, seed=seed, progress=progress)
         typer.echo(f"wrote {folder}/ (LoRA rank {lora}; apply with --lora {folder})")
+        return
+    if family == "control":
+        from genimage.training.control import run_from_cli
+
+        run_from_cli(base=base, control=control, variant=control_variant, data=data, out=out, steps=steps,
+                     batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, cond_drop=cond_drop,
+                     ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
+                     grad_clip=grad_clip, resume=resume, log=typer.echo)
         return
     from genimage.cli.launch import maybe_relaunch
 

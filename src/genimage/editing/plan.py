@@ -78,6 +78,7 @@ class BatchContext:
         image, mask: The edit's pixel input ``(B, C, H, W)`` and mask ``(B, 1, H, W)`` (CPU),
             set by :meth:`EditPlan.start` (``None`` without an edit / mask).
         known: The clean edit input in the model's space (``(B, *shape)``, on ``device``).
+        control: Spatial control (:class:`~genimage.editing.control.ControlSpec`), or ``None``.
     """
 
     denoiser: nn.Module
@@ -97,6 +98,7 @@ class BatchContext:
     image: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     known: torch.Tensor | None = None
+    control: Any = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class WrapperStep:
 WRAPPERS: Registry[WrapperStep] = Registry("edit wrapper")
 
 #: Modules that register wrapper steps; imported once, before the first plan is built.
-PLUGIN_MODULES: list[str] = ["genimage.editing.windows"]
+PLUGIN_MODULES: list[str] = ["genimage.editing.windows", "genimage.editing.control"]
 _loaded = False
 
 

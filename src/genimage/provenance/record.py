@@ -53,6 +53,8 @@ class GenerationRecord:
         guidance_interval: ``[lo, hi]`` path times where guidance applied, if limited.
         lora: LoRAs merged into the model (:mod:`genimage.interop.lora`), in order: each
             ``{"path", "sha256", "scale"}``; ``None`` if none.
+        control: Spatial control (:meth:`genimage.editing.control.ControlSpec.record`: control
+            model and its sha256, kind, scale, sha256 of the control image's pixels), or ``None``.
         genimage_version: Package version that made it.
     """
 
@@ -78,6 +80,7 @@ class GenerationRecord:
     genimage_version: str = ""
     guidance_interval: list[float] | None = None
     lora: list[dict[str, Any]] | None = None
+    control: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -85,7 +88,7 @@ class GenerationRecord:
             del data["guidance_interval"]
         if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
             del data["device"]
-        for optional in ("edit", "watermark", "lora"):  # absent unless used, like the fields above
+        for optional in ("edit", "watermark", "lora", "control"):  # absent unless used, like the fields above
             if data[optional] is None:
                 del data[optional]
         return json.dumps(data, sort_keys=True)

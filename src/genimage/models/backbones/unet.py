@@ -182,12 +182,15 @@ class UNet(nn.Module):
         return model
 
     def forward(
-        self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict[str, torch.Tensor] | None = None
+        self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict[str, torch.Tensor] | None = None, control=None
     ) -> torch.Tensor:
         """Args:
             x: Noisy input ``(B, C, H, W)``, ``H`` and ``W`` divisible by ``2 ** (levels - 1)``.
             c_noise: Noise-level conditioning ``(B,)``.
             cond: Optional dict with ``"label"`` and/or ``"text"``/``"text_mask"``.
+            control: Optional ``(x, c_noise, label_idx, text, text_mask) -> dict`` called on the
+                prepared inputs; its dict (ControlNet residuals, :mod:`genimage.models.control`)
+                is passed on to the network as keyword arguments.
 
         Returns:
             Raw output ``(B, C, H, W)`` in the dtype of ``x``.
@@ -211,10 +214,12 @@ class UNet(nn.Module):
             idx = None if idx is None else idx.expand(2)
             text = None if text is None else text.expand(2, -1, -1)
             mask = None if mask is None else mask.expand(2, -1)
-        if text is None:
-            out = self.diffusers_model(x, c_noise, class_labels=idx, return_dict=False)[0]
-        else:
+        if text is not None:
             text, mask = self.null_text(text, mask)
+        extra = {} if control is None else control(x, c_noise, idx, text, mask)
+        if text is None:
+            out = self.diffusers_model(x, c_noise, class_labels=idx, return_dict=False, **extra)[0]
+        else:
             out = self.diffusers_model(
                 x,
                 c_noise,
@@ -222,6 +227,7 @@ class UNet(nn.Module):
                 class_labels=idx,
                 encoder_attention_mask=mask,
                 return_dict=False,
+                **extra,
             )[0]
         return out[:b].to(x.dtype)
 

@@ -332,7 +332,9 @@ class NativeUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None = None,
                 encoder_hidden_states: torch.Tensor | None = None,
-                encoder_attention_mask: torch.Tensor | None = None, return_dict: bool = False):
+                encoder_attention_mask: torch.Tensor | None = None, return_dict: bool = False,
+                down_block_additional_residuals: tuple[torch.Tensor, ...] | None = None,
+                mid_block_additional_residual: torch.Tensor | None = None):
         """Args:
             x: ``(B, C, H, W)``, H and W divisible by ``2 ** (levels - 1)``.
             timestep: ``(B,)`` noise-level input.
@@ -340,6 +342,9 @@ class NativeUNet(nn.Module):
             encoder_hidden_states: ``(B, L, text_dim)`` text states, with text.
             encoder_attention_mask: ``(B, L)``, True / 1 on real tokens.
             return_dict: Unused; kept for call compatibility (a 1-tuple is returned).
+            down_block_additional_residuals: ControlNet residuals added to the skip connections,
+                one per skip in order (``genimage.models.control``; diffusers' name), or ``None``.
+            mid_block_additional_residual: ControlNet residual added after the middle block, or ``None``.
 
         Returns:
             ``(out,)`` with ``out`` of shape ``(B, C, H, W)``.
@@ -364,8 +369,12 @@ class NativeUNet(nn.Module):
             if level.downsamplers is not None:
                 h = level.downsamplers[0](h)
                 skips.append(h)
+        if down_block_additional_residuals is not None:
+            skips = [s + r for s, r in zip(skips, down_block_additional_residuals, strict=True)]
         mid = self.mid_block
         h = mid.resnets[1](mid._attend(0, mid.resnets[0](h, emb), ctx, bias), emb)
+        if mid_block_additional_residual is not None:
+            h = h + mid_block_additional_residual
         for level in self.up_blocks:
             for j, resnet in enumerate(level.resnets):
                 h = level._attend(j, resnet(torch.cat([h, skips.pop()], dim=1), emb), ctx, bias)
