@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +22,8 @@ from genimage.editing.spec import EditSpec
 from genimage.errors import GenimageError
 from genimage.generation import SamplingOptions, generate
 from genimage.models.io import BUNDLED_DIR, LoadedModel, load_model
-from genimage.provenance.record import GenerationRecord, png_pixels, read_pixels, read_record, save_png
+from genimage.provenance.record import GenerationRecord, read_record, save_png
+from genimage.provenance.replay_check import ReplayResult, compare_with_png, replay_device  # noqa: F401 (public names)
 
 
 def parse_label(config, text: str | int) -> int:
@@ -140,25 +140,6 @@ class Pipeline:
         return [save_png(img, p, rec) for img, rec, p in zip(images, records, paths)]
 
 
-@dataclass
-class ReplayResult:
-    """Outcome of :func:`replay`.
-
-    Attributes:
-        match: True when the regenerated pixels equal the file's bit for bit.
-        max_abs_diff: Largest per-pixel difference (0..255).
-        differing_pixels: Number of differing uint8 values.
-        record: The record read from the file.
-        weights_match: Whether the model's weights hash equals the recorded one.
-    """
-
-    match: bool
-    max_abs_diff: int
-    differing_pixels: int
-    record: GenerationRecord
-    weights_match: bool
-
-
 def replay(image_path: str | Path, model: str | Path | None = None,
            device: str | torch.device | None = None, init: str | Path | None = None,
            mask: str | Path | None = None, control: str | Path | None = None,
@@ -234,31 +215,3 @@ def edit_from_record(record: GenerationRecord, init: str | Path | None, mask: st
     if rebuilt["image_sha256"] != info.get("image_sha256"):
         raise GenimageError(f"{init} is not the input this image was made from (sha256 of its pixels differs)")
     return spec
-
-
-def replay_device(record: GenerationRecord, image_path: str | Path,
-                  device: str | torch.device | None) -> torch.device:
-    """``device`` if given, else the recorded device type, with a clear error where it is missing."""
-    from genimage.utils.device import resolve_device
-
-    if device is not None:
-        return resolve_device(device)
-    try:
-        return resolve_device(record.device)
-    except GenimageError:
-        raise GenimageError(f"{image_path} was made on {record.device}, which this machine lacks; pass --device cpu "
-                            f"to regenerate it here (bit for bit only on {record.device})") from None
-
-
-def compare_with_png(image: torch.Tensor, image_path: str | Path, record: GenerationRecord,
-                     weights_match: bool) -> ReplayResult:
-    """Compare a regenerated image ``(C, H, W)`` with the pixels of the PNG it should reproduce
-    (marked first, as the record says the file was)."""
-    from genimage.provenance.watermark import apply_entry
-
-    new = png_pixels(apply_entry(image, record.watermark)).to(torch.int16)
-    old = read_pixels(image_path).to(torch.int16)
-    if new.shape != old.shape:
-        return ReplayResult(False, 255, int(old.numel()), record, weights_match)
-    diff = (new - old).abs()
-    return ReplayResult(bool(diff.max() == 0), int(diff.max()), int((diff > 0).sum()), record, weights_match)

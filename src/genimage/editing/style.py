@@ -220,8 +220,8 @@ def is_style_record(record) -> bool:
 
 def replay_style(record, image_path: str | Path, model: str | Path | None = None, init: str | Path | None = None,
                  style: str | Path | None = None):
-    """Regenerate a style transfer's PNG from its record and both input files; a ``pipeline.ReplayResult``."""
-    from genimage.pipeline import compare_with_png
+    """Regenerate a style transfer's PNG from its record and both input files; a :class:`~genimage.provenance.replay_check.ReplayResult`."""
+    from genimage.provenance.replay_check import compare_with_png
 
     info = record.edit
     if init is None or style is None:

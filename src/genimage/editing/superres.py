@@ -186,8 +186,8 @@ def is_superres_record(record) -> bool:
 
 def replay_superres(record, image_path: str | Path, model: str | Path | None = None,
                     device: str | torch.device | None = None, init: str | Path | None = None):
-    """Regenerate an upscaled PNG from its record and its input file; a ``pipeline.ReplayResult``."""
-    from genimage.pipeline import compare_with_png, replay_device
+    """Regenerate an upscaled PNG from its record and its input file; a :class:`~genimage.provenance.replay_check.ReplayResult`."""
+    from genimage.provenance.replay_check import compare_with_png, replay_device
 
     loaded = load_upscaler(model or record.model, device=replay_device(record, image_path, device))
     cfg = loaded.config

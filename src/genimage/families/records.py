@@ -66,8 +66,8 @@ def sample_direct(model_ref: str, seeds: Sequence[int], labels: Sequence[int | N
 def replay_direct(record: GenerationRecord, image_path: str | Path, model: str | None = None,
                   device: str | torch.device | None = None):
     """Regenerate ``image_path`` from its record (on ``device``, default the recorded one);
-    returns a ``pipeline.ReplayResult``."""
-    from genimage.pipeline import compare_with_png, replay_device
+    returns a :class:`~genimage.provenance.replay_check.ReplayResult`."""
+    from genimage.provenance.replay_check import compare_with_png, replay_device
 
     lg = load_generator(model or record.model, device=replay_device(record, image_path, device))
     image = generate_direct(lg, [record.seed], [record.label] if lg.config.num_classes else None)[0]

@@ -119,7 +119,7 @@ def _probe_step(trainer, batch_size: int) -> float:
     """Seconds of one training step of a copy of ``trainer``'s model at ``batch_size``
     (first ``batch_size`` items of the dataset); the trainer's state is not touched."""
     from genimage.families.base import StepContext
-    from genimage.training.loop import collate
+    from genimage.training.collate import collate
 
     import random
 

@@ -30,6 +30,7 @@ from genimage.families.base import GenerativeModel, StepContext
 from genimage.models.config import WEIGHTS_FILE, ModelConfig
 from genimage.training import checkpoint as ckpt
 from genimage.training import distributed
+from genimage.training.collate import collate  # noqa: F401 (the trainer's batch builder, also imported from here)
 from genimage.training.ema import EMA
 from genimage.training.guard import DivergenceGuard, SkipStep, TrainingDiverged, gradient_norm, max_abs
 from genimage.utils.diskspace import disk_full_as_error
@@ -219,14 +220,6 @@ class DataOrder:
     def load(self, state: dict[str, int]) -> None:
         self.epoch, self.offset = state["epoch"], state["offset"]
         self._perm = self._make_perm()
-
-
-def collate(items: list[dict], conditioner: Conditioner) -> dict[str, Any]:
-    """Stack dataset items into ``{"image": (B, C, H, W), "cond": dict | None}``."""
-    images = torch.stack([it["image"] for it in items])
-    labels = [it.get("label") for it in items] if conditioner.uses_labels else None
-    captions = [it.get("caption", "") for it in items] if conditioner.uses_text else None
-    return {"image": images, "cond": conditioner(labels=labels, captions=captions, batch=len(items))}
 
 
 class Trainer:
