@@ -86,7 +86,9 @@ def test_a_model_folder_with_a_payload_is_refused_on_every_path(tiny_model_dir, 
     for args in (["info", evil], ["sample", "--model", evil, "-n", "1", "--out-dir", o],
                  ["generate", "a red circle", "--model", evil, "--out-dir", o],
                  ["edit", str(sample_png), "--model", evil, "--out-dir", o],
-                 ["replay", str(sample_png), "--model", evil]):
+                 ["replay", str(sample_png), "--model", evil],
+                 ["eval", "model", evil, "--data", "builtin:digits", "-n", "8", "--out", o],
+                 ["eval", "prompts", "--model", evil, "-n", "2", "--output", o + "/p.json"]):
         _one_error_line(runner.invoke(app, args), "pickle", "not a safetensors", "not a valid safetensors")
     assert not sentinel.exists()
 
