@@ -214,3 +214,34 @@ class GenerativeModel(nn.Module):
             raise GenimageError(
                 f"model.safetensors does not match config.json (missing {len(missing)} tensors, e.g. {missing[:2]}; "
                 f"unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
+
+
+class OneNetworkTraining:
+    """Training plumbing shared by the families that train one network, ``self.network``, with
+    one AdamW optimizer ``"main"`` (diffusion and its subclasses, superres): the optimizer, the
+    update, the EMA module and the resumable state are that network's."""
+
+    network: nn.Module
+
+    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.AdamW(self.network.parameters(), lr=lr, weight_decay=weight_decay,
+                                          betas=(0.9, 0.999))}
+
+    def update(self, loss: torch.Tensor, ctx: StepContext) -> float:
+        """Backpropagate, clip and apply ``loss`` with the ``"main"`` optimizer (the trainer skips a
+        step whose loss or gradient is not finite: :mod:`genimage.training.guard`)."""
+        opt = ctx.optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        ctx.backward(loss)
+        ctx.clip(self.network.parameters())
+        opt.step()
+        return float(loss.detach())
+
+    def ema_module(self) -> nn.Module:
+        return self.network
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        return self.network.state_dict()
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.network.load_state_dict(state)

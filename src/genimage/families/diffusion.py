@@ -17,11 +17,11 @@ from torch import nn
 
 from genimage.errors import GenimageError
 from genimage.families import FamilySpec, register_family
-from genimage.families.base import GenerativeModel, Generators, StepContext
+from genimage.families.base import GenerativeModel, Generators, OneNetworkTraining, StepContext
 from genimage.models.config import ModelConfig
 
 
-class DiffusionModel(GenerativeModel):
+class DiffusionModel(OneNetworkTraining, GenerativeModel):
     """Args:
         config: A diffusion :class:`ModelConfig` (``objective``, ``path``, ``prediction``,
             ``backbone`` set).
@@ -62,10 +62,6 @@ class DiffusionModel(GenerativeModel):
         return per_step * self.config.steps * guided
 
     # ------------------------------------------------------------------ training
-    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.AdamW(self.network.parameters(), lr=lr, weight_decay=weight_decay,
-                                          betas=(0.9, 0.999))}
-
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         if self._objective is None:
             from genimage.objectives import OBJECTIVES
@@ -74,25 +70,6 @@ class DiffusionModel(GenerativeModel):
         with ctx.autocast():
             loss = self._objective(self.denoiser, batch, ctx.generator).mean()
         return {"loss": self.update(loss, ctx)}
-
-    def update(self, loss: torch.Tensor, ctx: StepContext) -> float:
-        """Backpropagate, clip and apply ``loss`` with the ``"main"`` optimizer (the trainer skips a
-        step whose loss or gradient is not finite: :mod:`genimage.training.guard`)."""
-        opt = ctx.optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        ctx.backward(loss)
-        ctx.clip(self.network.parameters())
-        opt.step()
-        return float(loss.detach())
-
-    def ema_module(self) -> nn.Module:
-        return self.network
-
-    def training_state(self) -> dict[str, torch.Tensor]:
-        return self.network.state_dict()
-
-    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.network.load_state_dict(state)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, cond=None, generator: Generators = None, *, negative: str | None = None,

@@ -37,7 +37,7 @@ from torch import nn
 
 from genimage.errors import GenimageError
 from genimage.families import FamilySpec, register_family
-from genimage.families.base import GenerativeModel, Generators, StepContext
+from genimage.families.base import GenerativeModel, Generators, OneNetworkTraining, StepContext
 from genimage.models.config import ModelConfig
 
 #: UNet sizes (``--preset``) of the conditional network; ``in_channels`` is set to ``2 C``.
@@ -111,7 +111,7 @@ class SuperResNet(nn.Module):
         return self.backbone(torch.cat([x, low.to(x.dtype)], dim=1), c_noise, None)[:, :self.channels]
 
 
-class SuperResModel(GenerativeModel):
+class SuperResModel(OneNetworkTraining, GenerativeModel):
     """A conditional denoiser that upscales by ``config.family_config["factor"]``.
 
     Args:
@@ -153,10 +153,6 @@ class SuperResModel(GenerativeModel):
         return NFE_PER_STEP.get(self.config.sampler, 1) * self.config.steps
 
     # ------------------------------------------------------------------ training
-    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.AdamW(self.network.parameters(), lr=lr, weight_decay=weight_decay,
-                                          betas=(0.9, 0.999))}
-
     def training_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         if self._objective is None:
             from genimage.objectives import OBJECTIVES
@@ -168,21 +164,7 @@ class SuperResModel(GenerativeModel):
         pair = {"image": target, "cond": {"lowres": up}}
         with ctx.autocast():
             loss = self._objective(self.denoiser, pair, ctx.generator).mean()
-        opt = ctx.optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        ctx.backward(loss)
-        ctx.clip(self.network.parameters())
-        opt.step()
-        return {"loss": float(loss.detach())}
-
-    def ema_module(self) -> nn.Module:
-        return self.network
-
-    def training_state(self) -> dict[str, torch.Tensor]:
-        return self.network.state_dict()
-
-    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.network.load_state_dict(state)
+        return {"loss": self.update(loss, ctx)}
 
     def training_grid(self, reals: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
         """What the trainer's sample grid shows: for each real crop of ``reals`` ``(k, C, S, S)``,

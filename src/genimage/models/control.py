@@ -204,28 +204,13 @@ class ControlNet(nn.Module):
         Returns:
             ``(down_residuals, mid_residual)`` for the base's skips and middle output.
         """
-        from genimage.models.backbones.unet_native import timestep_features
+        from genimage.models.backbones.unet_native import attention_bias, run_encoder, run_middle, time_class_embedding
 
-        bias = None
-        if text_mask is not None:
-            bias = ((1 - text_mask.to(x.dtype)) * -10000.0).unsqueeze(1)
-        t = timestep.expand(x.shape[0]) if self.text_dim else timestep * torch.ones(
-            x.shape[0], dtype=timestep.dtype, device=timestep.device)
-        dtype = x.dtype if self.text_dim else self.conv_in.weight.dtype
-        emb = self.time_embedding(timestep_features(t, self.feature_dim).to(dtype))
-        if self.class_embedding is not None:
-            emb = emb + self.class_embedding(class_labels).to(dtype)
+        bias = attention_bias(text_mask, x.dtype)
+        emb = time_class_embedding(self, x, timestep, class_labels)
         h = self.conv_in(x) + self.hint_out(self.hint_encoder(hint.to(x.dtype))[-1])
-        skips = [h]
-        for level in self.down_blocks:
-            for j, resnet in enumerate(level.resnets):
-                h = level._attend(j, resnet(h, emb), text, bias)
-                skips.append(h)
-            if level.downsamplers is not None:
-                h = level.downsamplers[0](h)
-                skips.append(h)
-        mid = self.mid_block
-        h = mid.resnets[1](mid._attend(0, mid.resnets[0](h, emb), text, bias), emb)
+        h, skips = run_encoder(self, h, emb, text, bias)
+        h = run_middle(self, h, emb, text, bias)
         return [z(s) for z, s in zip(self.zero_convs, skips, strict=True)], self.mid_zero_conv(h)
 
 

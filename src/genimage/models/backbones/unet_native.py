@@ -49,6 +49,55 @@ def timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
     return torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
 
+def attention_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Additive cross-attention bias ``(B, 1, L)`` from a ``(B, L)`` keep-mask: keep -> 0,
+    drop -> -10000 (diffusers' encoder_attention_mask convention); ``None`` for no mask."""
+    if mask is None:
+        return None
+    return ((1 - mask.to(dtype)) * -10000.0).unsqueeze(1)
+
+
+def time_class_embedding(net: nn.Module, x: torch.Tensor, timestep: torch.Tensor,
+                         class_labels: torch.Tensor | None) -> torch.Tensor:
+    """The embedding ``(B, E)`` every resnet receives: the time embedding of ``timestep`` plus
+    the class embedding of ``class_labels`` where ``net`` has one.
+
+    ``net`` is a :class:`NativeUNet` or a module built from its encoder (the ControlNet of
+    :mod:`genimage.models.control`): it needs ``text_dim``, ``feature_dim``, ``conv_in``,
+    ``time_embedding`` and ``class_embedding``. ``x`` ``(B, C, H, W)`` gives the batch and dtype.
+    """
+    t = timestep.expand(x.shape[0]) if net.text_dim else timestep * torch.ones(
+        x.shape[0], dtype=timestep.dtype, device=timestep.device)
+    # UNet2DConditionModel casts the embeddings to the input's dtype, UNet2DModel to its own
+    dtype = x.dtype if net.text_dim else net.conv_in.weight.dtype
+    emb = net.time_embedding(timestep_features(t, net.feature_dim).to(dtype))
+    if net.class_embedding is not None:
+        emb = emb + net.class_embedding(class_labels).to(dtype)
+    return emb
+
+
+def run_encoder(net: nn.Module, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor | None,
+                bias: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The down path of ``net`` (its ``down_blocks``) from ``h = conv_in(x)``: the deepest
+    features and the skips, ``h`` first, one per resnet and downsampler."""
+    skips = [h]
+    for level in net.down_blocks:
+        for j, resnet in enumerate(level.resnets):
+            h = level._attend(j, resnet(h, emb), ctx, bias)
+            skips.append(h)
+        if level.downsamplers is not None:
+            h = level.downsamplers[0](h)
+            skips.append(h)
+    return h, skips
+
+
+def run_middle(net: nn.Module, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor | None,
+               bias: torch.Tensor | None) -> torch.Tensor:
+    """``net``'s middle block: resnet, attention, resnet."""
+    mid = net.mid_block
+    return mid.resnets[1](mid._attend(0, mid.resnets[0](h, emb), ctx, bias), emb)
+
+
 
 class TimestepEmbedding(nn.Module):
     """``linear_1 -> SiLU -> linear_2``: features ``(B, in_dim)`` -> ``(B, dim)``."""
@@ -349,30 +398,13 @@ class NativeUNet(nn.Module):
         Returns:
             ``(out,)`` with ``out`` of shape ``(B, C, H, W)``.
         """
-        bias = None
-        if encoder_attention_mask is not None:  # keep -> 0, drop -> -10000, shape (B, 1, L)
-            bias = ((1 - encoder_attention_mask.to(x.dtype)) * -10000.0).unsqueeze(1)
-        t = timestep.expand(x.shape[0]) if self.text_dim else timestep * torch.ones(
-            x.shape[0], dtype=timestep.dtype, device=timestep.device)
-        # UNet2DConditionModel casts the embeddings to the input's dtype, UNet2DModel to its own
-        dtype = x.dtype if self.text_dim else self.conv_in.weight.dtype
-        emb = self.time_embedding(timestep_features(t, self.feature_dim).to(dtype))
-        if self.class_embedding is not None:
-            emb = emb + self.class_embedding(class_labels).to(dtype)
+        bias = attention_bias(encoder_attention_mask, x.dtype)
+        emb = time_class_embedding(self, x, timestep, class_labels)
         ctx = encoder_hidden_states
-        h = self.conv_in(x)
-        skips = [h]
-        for level in self.down_blocks:
-            for j, resnet in enumerate(level.resnets):
-                h = level._attend(j, resnet(h, emb), ctx, bias)
-                skips.append(h)
-            if level.downsamplers is not None:
-                h = level.downsamplers[0](h)
-                skips.append(h)
+        h, skips = run_encoder(self, self.conv_in(x), emb, ctx, bias)
         if down_block_additional_residuals is not None:
             skips = [s + r for s, r in zip(skips, down_block_additional_residuals, strict=True)]
-        mid = self.mid_block
-        h = mid.resnets[1](mid._attend(0, mid.resnets[0](h, emb), ctx, bias), emb)
+        h = run_middle(self, h, emb, ctx, bias)
         if mid_block_additional_residual is not None:
             h = h + mid_block_additional_residual
         for level in self.up_blocks:
