@@ -158,7 +158,6 @@ def replay(image_path: str | Path, model: str | Path | None = None,
     """
     record = read_record(image_path)
     from genimage.editing.superres import is_superres_record, replay_superres
-
     from genimage.editing.style import is_style_record, replay_style
 
     if is_style_record(record):  # a deterministic AdaIN transfer
