@@ -107,13 +107,14 @@ def measure(run: Path, data: str, n: int, grids: Path | None, out: Path | None) 
                                    "features": net.source, "rows": rows}, indent=2))
 
 
-def ae_psnr(autoencoder: str, n: int, seed: int) -> None:
+def ae_psnr(autoencoder: str, n: int, seed: int, size: int | None = None) -> None:
     """Reconstruction PSNR of an autoencoder on held-out ``builtin:photos`` crops (eval split:
     the bottom quarter of every photo, never seen in training) and on training-split crops."""
     from genimage.data.builtin import load_builtin
     from genimage.latent.autoencoder import load_autoencoder
 
-    ae = load_autoencoder(autoencoder)
+    ae = load_autoencoder(autoencoder, image_size=size)
+    print(f"{ae.config.image_size} px -> latents {list(ae.latent_shape)}")
     for split in ("eval", "train"):
         ds = load_builtin("photos", split=split, image_size=ae.config.image_size, length=n, seed=seed)
         x = torch.stack([ds[i]["image"] for i in range(n)])
@@ -142,9 +143,10 @@ def main() -> None:
     p.add_argument("autoencoder")
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--seed", type=int, default=31)
+    p.add_argument("--size", type=int, help="image side (a multiple of the factor; default: its training size)")
     args = ap.parse_args()
     if args.cmd == "ae-psnr":
-        ae_psnr(args.autoencoder, args.n, args.seed)
+        ae_psnr(args.autoencoder, args.n, args.seed, args.size)
     elif args.cmd == "export":
         export(args.out, args.n, args.size, args.seed)
     else:

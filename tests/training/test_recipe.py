@@ -60,8 +60,49 @@ def test_pixel_space_when_the_autoencoder_does_not_fit():
     m = speeds({(32, False): 0.1, (48, False): 0.1, (64, False): 0.1})
     gray = choose_recipe(n_images=10, channels=1, image_size=None, measure=m)
     assert gray.settings["autoencoder"] is None and "1-channel" in gray.reasons["autoencoder"]
-    big = choose_recipe(n_images=10, channels=3, image_size=16, measure=m)
-    assert big.settings["autoencoder"] is None and big.settings["image_size"] == 16 and "views" not in big.settings
+    odd = choose_recipe(n_images=10, channels=3, image_size=18, measure=m)
+    assert odd.settings["autoencoder"] is None and odd.settings["image_size"] == 18 and "views" not in odd.settings
+    assert "not a multiple of its factor 4" in odd.reasons["autoencoder"]
+
+
+def test_latent_space_at_any_multiple_of_the_autoencoders_factor():
+    m = speeds({(32, False): 0.1, (48, False): 0.1, (64, False): 0.1})
+    cfgs = []
+
+    def measure(backbone, cfg, batch, bf16=False):
+        cfgs.append((cfg["image_size"], cfg["in_channels"]))
+        return m(backbone, cfg, batch, bf16)
+
+    r = choose_recipe(n_images=10, channels=3, image_size=64, measure=measure)
+    assert r.settings["autoencoder"] == str(PHOTO_AUTOENCODER) and r.settings["image_size"] == 64
+    assert "4x16x16 latents" in r.reasons["autoencoder"] and set(cfgs) == {(16, 4)}  # measured at the latent geometry
+
+
+def test_the_photo_autoencoder_encodes_and_decodes_at_64_and_128_px():
+    import torch
+
+    from genimage.errors import GenimageError
+    from genimage.latent.autoencoder import load_autoencoder
+
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    img = torch.stack([xs, ys, xs * ys]).unsqueeze(0) * 0.8  # smooth colour ramps
+    psnrs = {}
+    for size in (32, 64, 128):
+        ae = load_autoencoder(PHOTO_AUTOENCODER, image_size=size)
+        assert ae.latent_shape == (4, size // 4, size // 4) and ae.config.image_size == size
+        x = torch.nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            z = ae.model.encode(x)
+            y = ae.model.decode(z)
+        assert z.shape == (1, 4, size // 4, size // 4)
+        psnrs[size] = float(10 * torch.log10(4 / ((x - y) ** 2).mean()))
+    # the same content reconstructs as well at 2x and 4x the training size (a broken resize,
+    # e.g. latents of the wrong geometry, would fall far below)
+    assert psnrs[64] > psnrs[32] - 1 and psnrs[128] > psnrs[32] - 1 and psnrs[32] > 12, psnrs
+    same = load_autoencoder(PHOTO_AUTOENCODER, image_size=64)
+    assert same.sha256 == ae.sha256  # same weights at every size
+    with pytest.raises(GenimageError, match="multiple of 4"):
+        load_autoencoder(PHOTO_AUTOENCODER, image_size=30)
 
 
 def test_measure_step_seconds_is_positive_and_leaves_the_rng_alone():

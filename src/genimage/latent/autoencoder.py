@@ -49,12 +49,36 @@ class LoadedAutoencoder:
         return tuple(self.model.latent_shape)  # type: ignore[return-value]
 
 
-def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = None) -> LoadedAutoencoder:
+def resized_config(config: ModelConfig, image_size: int | None) -> ModelConfig:
+    """``config`` for images of side ``image_size`` (``None``: unchanged).
+
+    The autoencoder is fully convolutional (its mid-block attention takes any number of
+    tokens), so the same weights encode any side that is a multiple of its factor ``f``;
+    only the config's geometry (and with it ``latent_shape = (c, image_size / f, ...)``)
+    changes. Latent diffusion relies on the same property: LDM's f4/f8 first stages are
+    trained on 256 px crops and used at 512 px and beyond (Rombach et al. 2022, Sec. 4.3.2).
+    """
+    if image_size is None or int(image_size) == config.image_size:
+        return config
+    image_size = int(image_size)
+    f = int(config.backbone_config.get("downsample", 1))
+    if image_size < f or image_size % f:
+        raise GenimageError(f"the autoencoder downsamples by {f}: --image-size must be a multiple of {f}, "
+                            f"got {image_size}")
+    bc = dict(config.backbone_config)
+    if "image_size" in bc:
+        bc["image_size"] = image_size
+    return dataclasses.replace(config, image_size=image_size, backbone_config=bc)
+
+
+def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = None,
+                     image_size: int | None = None) -> LoadedAutoencoder:
     """Load an ``autoencoder``-family model folder (or run/checkpoint folder) for latent use.
 
     The discriminator (training-only) is not built, building does not touch the caller's
     RNG, and the weights are frozen. ``expected_sha256``, when given, must equal the sha256
-    of ``model.safetensors``.
+    of ``model.safetensors``. ``image_size``, when given, builds it for that image side
+    (:func:`resized_config`; the weights are the same).
     """
     from genimage.families import FAMILIES, load_all_families
     from genimage.models.folders import resolve_model_folder
@@ -74,6 +98,7 @@ def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = Non
         raise GenimageError(f"the autoencoder in {folder} (sha256 {sha[:12]}...) is not the one this model was "
                             f"trained with ({expected_sha256[:12]}...); restore its autoencoder/ folder")
     load_all_families()
+    config = resized_config(config, image_size)
     build = dataclasses.replace(config, backbone_config={**config.backbone_config, "discriminator": False})
     with torch.random.fork_rng(devices=[]):
         model = FAMILIES.get("autoencoder").model_cls(build)
@@ -90,7 +115,7 @@ def load_latent_autoencoder(config: ModelConfig) -> LoadedAutoencoder:
     if not (folder / CONFIG_FILE).is_file():
         raise GenimageError(f"the autoencoder of this latent model is missing: {folder} has no {CONFIG_FILE}; "
                             f"copy the model together with its {AUTOENCODER_DIR}/ folder")
-    ae = load_autoencoder(folder, expected_sha256=config.training.get(SHA_KEY))
+    ae = load_autoencoder(folder, expected_sha256=config.training.get(SHA_KEY), image_size=config.image_size)
     check_geometry(config, ae)
     return ae
 

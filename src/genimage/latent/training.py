@@ -75,7 +75,7 @@ def prepare_latent_training(autoencoder: str | Path, dataset: Any, out: str | Pa
         cache_dir: Cache folder (default :func:`genimage.latent.cache.default_cache_dir`).
         progress: Show progress bars while encoding.
     """
-    source = load_autoencoder(autoencoder)
+    source = load_autoencoder(autoencoder, image_size=getattr(dataset, "image_size", None))
     check_data_geometry(dataset, source)
     local = copy_autoencoder(source, Path(out) / AUTOENCODER_DIR)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -5,7 +5,9 @@ warm-up 100, EMA 0.999) learns nothing in the 15 minutes a laptop gives it. The 
 
 * **latent space** through the bundled generic photo autoencoder
   (``genimage/weights/photo-autoencoder``: f4, 32x32x3 -> 4x8x8; latent diffusion, Rombach et
-  al., 2022) when the images are RGB at its 32 px, else pixel space;
+  al., 2022) when the images are RGB, at its 32 px or at any ``--image-size`` that is a multiple
+  of its factor 4 (the autoencoder is fully convolutional: 64 px -> 4x16x16, 128 px ->
+  4x32x32), else pixel space;
 * **augmented views**: random crops and horizontal flips, ``views`` of them per image encoded
   into the latent cache (:class:`~genimage.data.views.AugmentedViews`), so that a small folder
   gives a few thousand latents;
@@ -166,22 +168,28 @@ def choose_recipe(*, n_images: int, channels: int, image_size: int | None, budge
     reasons: dict[str, str] = {}
     ae = Path(autoencoder) if autoencoder is not None else PHOTO_AUTOENCODER
     ae_size = ae_shape = None
+    down = 4
     if (ae / "config.json").is_file():
         ae_cfg = ModelConfig.load(ae)
         ae_size, ae_ch = ae_cfg.image_size, ae_cfg.channels
         down = int(ae_cfg.backbone_config.get("downsample", 4))
-        ae_shape = (int(ae_cfg.backbone_config.get("latent_channels", 4)), ae_size // down)
-    latent = ae_size is not None and channels == ae_ch and image_size in (None, ae_size)
+    latent = (ae_size is not None and channels == ae_ch
+              and (image_size is None or (image_size >= down and image_size % down == 0)))
     if latent:
+        size = image_size or ae_size
+        ae_shape = (int(ae_cfg.backbone_config.get("latent_channels", 4)), size // down)
         settings["autoencoder"] = str(ae)
-        reasons["autoencoder"] = (f"latent space: the bundled photo autoencoder turns {ae_size}px RGB into "
-                                  f"{ae_shape[0]}x{ae_shape[1]}x{ae_shape[1]} latents, {3 * ae_size ** 2 // (ae_shape[0] * ae_shape[1] ** 2)}x fewer values per image")
-        settings["image_size"] = ae_size
-        reasons["image_size"] = "the autoencoder's size" + (" (as given)" if image_size else "; pass --image-size for pixel space at another size")
+        reasons["autoencoder"] = (f"latent space: the bundled photo autoencoder (f{down}, fully convolutional) turns "
+                                  f"{size}px RGB into {ae_shape[0]}x{ae_shape[1]}x{ae_shape[1]} latents, "
+                                  f"{3 * down * down // ae_shape[0]}x fewer values per image")
+        settings["image_size"] = size
+        reasons["image_size"] = ("as given" if image_size else
+                                 f"the autoencoder's training size; pass --image-size (a multiple of {down}) for larger images")
         geometry = (ae_shape[0], ae_shape[1])
     else:
         why = ("no bundled photo autoencoder" if ae_size is None else
-               f"{channels}-channel images" if channels != ae_ch else f"--image-size {image_size} is not its {ae_size} px")
+               f"{channels}-channel images" if channels != ae_ch else
+               f"--image-size {image_size} is not a multiple of its factor {down}")
         settings["autoencoder"] = None
         reasons["autoencoder"] = f"pixel space: {why}"
         settings["image_size"] = image_size or 32
