@@ -175,10 +175,10 @@ def test_nfe_cap_before_queueing(make_client):
 
 
 def test_decoding_is_bounded_in_concurrency(monkeypatch, png):
-    import genimage.editing.spec as spec
+    import genimage.editing.canvas as canvas
 
     studio = Studio("digits", "cpu", limits=Limits(decode_concurrency=2))
-    real, inside, peak, lock = spec.build_edit, [0], [0], threading.Lock()
+    real, inside, peak, lock = canvas.build_canvas_edit, [0], [0], threading.Lock()
 
     def slow(*args, **kwargs):
         with lock:
@@ -189,7 +189,7 @@ def test_decoding_is_bounded_in_concurrency(monkeypatch, png):
             inside[0] -= 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(spec, "build_edit", slow)
+    monkeypatch.setattr(canvas, "build_canvas_edit", slow)
     threads = [threading.Thread(target=studio.prepare, kwargs={"image": png(), "label": "1"}) for _ in range(6)]
     for t in threads:
         t.start()

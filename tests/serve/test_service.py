@@ -112,6 +112,61 @@ def test_edit_errors(client):
     assert res.status_code == 400 and "applies to inpainting" in res.json()["error"]
 
 
+def _photo(w: int, h: int) -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _out(image: dict) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(image["png_base64"])))
+
+
+def test_edits_keep_the_uploads_size_and_outpainting_enlarges_it(client, tmp_path):
+    src = _photo(48, 40)  # not the model's 32 px, not square
+    res = client.post("/api/edit", files={"image": ("in.png", src, "image/png")},
+                      data={"model": "shapes", "prompt": "a red circle", "strength": "0.5", "steps": "4"})
+    assert res.status_code == 200, res.text
+    made = res.json()["images"][0]
+    assert _out(made).size == (48, 40) and made["record"]["edit"]["canvas"]["fit"] == "resize"
+    res = client.post("/api/edit", files={"image": ("in.png", src, "image/png")},
+                      data={"model": "shapes", "prompt": "a red circle", "extend": "16,0,16,0", "steps": "4"})
+    assert res.status_code == 200, res.text
+    made = res.json()["images"][0]
+    out = np.asarray(_out(made).convert("RGB")).astype(int)
+    assert out.shape == (40, 80, 3) and made["record"]["edit"]["canvas"]["fit"] == "windows"
+    kept = out[:, 16:64] - np.asarray(Image.open(io.BytesIO(src)).convert("RGB")).astype(int)
+    assert np.abs(kept).max() <= 3  # the input's pixels are kept (up to the 2-level watermark)
+    (tmp_path / "in.png").write_bytes(src)
+    path = _png(base64.b64decode(made["png_base64"]), tmp_path / "o.png")
+    assert replay(path, init=tmp_path / "in.png").match  # the CLI replays the service's canvas edit
+    job = client.post("/api/jobs/replay", files={"png": ("o.png", path.read_bytes(), "image/png"),
+                                                 "image": ("in.png", src, "image/png")})
+    assert job.status_code == 202, job.text
+    for _ in range(200):
+        body = client.get(f"/api/jobs/{job.json()['id']}").json()
+        if body["state"] in ("done", "failed"):
+            break
+        import time
+
+        time.sleep(0.1)
+    assert body["state"] == "done" and body["images"][0]["match"] is True
+    bad = client.post("/api/jobs/replay", files={"png": ("o.png", path.read_bytes(), "image/png"),
+                                                 "image": ("x.png", _photo(48, 41), "image/png")})
+    assert bad.status_code == 400 and "the uploaded image is not the input" in bad.json()["error"]
+
+
+def test_window_and_tile_edits_count_against_the_job_limit(client):
+    res = client.post("/api/edit", files={"image": ("in.png", _photo(32, 32), "image/png")},
+                      data={"model": "shapes", "prompt": "a red circle", "extend": "0,0,300,0", "steps": "200"})
+    assert res.status_code == 400 and "model-size windows/tiles" in res.json()["error"], res.text
+    res = client.post("/api/edit", files={"image": ("in.png", _photo(20, 12), "image/png")},
+                      data={"upscale": "2", "label": "1", "steps": "4"})
+    assert res.status_code == 200, res.text
+    assert _out(res.json()["images"][0]).size == (40, 24)  # F times the upload, tile by tile
+
+
 def test_the_cli_refuses_a_bad_port_or_model():
     from typer.testing import CliRunner
 

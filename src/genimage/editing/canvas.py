@@ -149,6 +149,19 @@ class CanvasEdit:
         """Model-size images per output."""
         return int(self.spec.image.shape[0])
 
+    def network_images(self, grid: int = 1) -> int:
+        """Model-size images the network evaluates per output and per step: the tiles of an
+        upscaling, the windows of a window-painted canvas (``grid``: the model's latent factor;
+        the count of :class:`~genimage.editing.windows.WindowedDenoiser`), else 1."""
+        if self.fit == "tiles":
+            return self.rows
+        if self.fit == "windows":
+            s = self.tiles["window"] // grid
+            o = (self.spec.window_overlap or 0) // grid
+            h, w = (v // grid for v in self.spec.image.shape[-2:])
+            return len(tile_starts(h, s, o)) * len(tile_starts(w, s, o))
+        return 1
+
     def seeds(self, seed: int) -> list[int]:
         """Seeds of the model-size images of the output of ``seed`` (just ``seed`` unless tiled)."""
         return [int(seed)] if self.fit != "tiles" else [tile_seed(seed, t) for t in range(self.rows)]
@@ -338,10 +351,16 @@ def _tiles(full, image_size, factor, strength, resample, overlap, info, canvas) 
                       info, tiles)
 
 
-def canvas_from_record(info: dict[str, Any], init: str | Path | None, mask: str | Path | None, image_size: int,
-                       channels: int, grid: int = 1) -> CanvasEdit:
+def _named(source, default: str) -> str:
+    """A file's path for an error line, or ``default`` for uploaded bytes (never their content)."""
+    return default if isinstance(source, (bytes, bytearray)) else str(source)
+
+
+def canvas_from_record(info: dict[str, Any], init: str | Path | bytes | None, mask: str | Path | bytes | None,
+                       image_size: int, channels: int, grid: int = 1) -> CanvasEdit:
     """The :class:`CanvasEdit` an image's record (``edit`` entry with ``canvas``) was made
-    with, rebuilt from its input files and checked against the recorded sha256s."""
+    with, rebuilt from its input files (or their bytes, as the service receives them) and
+    checked against the recorded sha256s."""
     mode = require_edit_inputs(info, init, mask)
     canvas = info["canvas"]
     edit = build_canvas_edit(init, image_size, channels, mask=mask if mode == "inpaint" else None,
@@ -354,9 +373,11 @@ def canvas_from_record(info: dict[str, Any], init: str | Path | None, mask: str 
         raise GenimageError(f"this image was painted on a {canvas['work_size']} canvas; this model paints "
                             f"{list(edit.spec.image.shape[-1:-3:-1])}: replay it with the model it was made with")
     if edit.info.get("mask_sha256") != info.get("mask_sha256"):
-        raise GenimageError(f"{mask} is not the mask this image was made with (sha256 of its pixels differs)")
+        raise GenimageError(f"{_named(mask, 'the uploaded mask')} is not the mask this image was made with "
+                            f"(sha256 of its pixels differs)")
     if edit.info["image_sha256"] != info.get("image_sha256"):
-        raise GenimageError(f"{init} is not the input this image was made from (sha256 of its pixels differs)")
+        raise GenimageError(f"{_named(init, 'the uploaded image')} is not the input this image was made from "
+                            f"(sha256 of its pixels differs)")
     return edit
 
 

@@ -99,12 +99,23 @@ class Work:
         """Sample; ``callback`` is called after every step and may raise :class:`Stop`."""
         from genimage.provenance.record import png_bytes
 
+        from genimage.editing.canvas import CanvasEdit, canvas_records, run_canvas_edit
+
         self._note_truncation()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the truncation warning reaches the client via self.warnings
-            images = self.pipe(self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative,
-                               options=self.options, edit=self.edit, callback=callback)
-        records = self.pipe.records(self.seeds, self.labels, self.prompts, self.negative, self.options, edit=self.edit)
+            if isinstance(self.edit, CanvasEdit):  # an upload of any size: the CLI's canvas (windows, tiles)
+                images = run_canvas_edit(self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative,
+                                         self.options, callback=callback)
+            else:
+                images = self.pipe(self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative,
+                                   options=self.options, edit=self.edit, callback=callback)
+        if isinstance(self.edit, CanvasEdit):
+            records = canvas_records(self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative,
+                                     self.options)
+        else:
+            records = self.pipe.records(self.seeds, self.labels, self.prompts, self.negative, self.options,
+                                        edit=self.edit)
         made = [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(self.seeds, images, records)]
         if self.expect is not None:
             from genimage.provenance.record import png_pixels
@@ -322,17 +333,22 @@ class Studio:
 
     def _edit_spec(self, pipe, image: bytes, mask: bytes | None, extend: str | None, strength: float | None,
                    resample: int, upscale: int | None):
-        from genimage.editing.spec import build_edit, parse_extend
+        from genimage.editing.canvas import build_canvas_edit
+        from genimage.editing.plan import model_factor
+        from genimage.editing.spec import parse_extend
 
         size = self.image_size(image, "image")
         if mask is not None and self.image_size(mask, "mask") != size:
             raise GenimageError(f"mask: it must be the size of the image ({size[0]}x{size[1]}): draw the mask over "
                                 "the image itself")
         cfg = pipe.config
+        border = parse_extend(extend) if extend else None
         with self._decode:  # decoding is bounded in concurrency (and, by the pixel cap, in memory)
-            return build_edit(image, cfg.image_size, cfg.channels, mask=mask,
-                              extend=parse_extend(extend) if extend else None,
-                              upscale=upscale or None, strength=strength, resample=resample)
+            # the CLI's canvas: the result keeps the upload's size (img2img, inpainting), outpainting
+            # paints the enlarged canvas by model-size windows, upscaling goes tile by tile
+            return build_canvas_edit(image, cfg.image_size, cfg.channels, mask=mask, extend=border,
+                                     upscale=upscale or None, strength=strength, resample=resample,
+                                     grid=model_factor(cfg))
 
     def _work(self, kind: str, pipe, model: str, *, seed: int, n: int, labels, prompts, negative, options,
               edit=None, expect=None) -> Work:
@@ -343,16 +359,28 @@ class Studio:
             raise GenimageError("seed: seed + n - 1 must stay below 2^63")
         if options.steps > lim.max_steps:
             raise GenimageError(f"steps: at most {lim.max_steps} on this service, got {options.steps}")
-        resample = edit.resample if edit is not None else 1
+        from genimage.editing.canvas import CanvasEdit
+
+        spec = edit.spec if isinstance(edit, CanvasEdit) else edit
+        resample = spec.resample if spec is not None else 1
         if resample > lim.max_resample:
             raise GenimageError(f"resample: at most {lim.max_resample} on this service, got {resample}")
-        steps = edit.steps_to_run(options.steps) if edit is not None else options.steps
-        if edit is not None:
+        steps = spec.steps_to_run(options.steps) if spec is not None else options.steps
+        units = 1
+        if isinstance(edit, CanvasEdit):
+            from genimage.editing.plan import model_factor
+            from genimage.generation import check_edit
+
+            check_edit(edit.batch_spec(n), n * edit.rows, pipe.config)
+            units = edit.network_images(model_factor(pipe.config))
+        elif edit is not None:
             edit.check(n, pipe.config.channels, pipe.config.image_size)
-        nfe = steps * resample * _evals_per_step(options.sampler)
+        nfe = steps * resample * _evals_per_step(options.sampler) * units
         if nfe > lim.max_nfe:
-            raise GenimageError(f"steps x resample needs about {nfe} network evaluations; this service allows "
-                                f"{lim.max_nfe} per job: lower steps or resample")
+            what = f" over {units} model-size windows/tiles" if units > 1 else ""
+            raise GenimageError(f"steps x resample{what} needs about {nfe} network evaluations; this service "
+                                f"allows {lim.max_nfe} per job: lower steps or resample" +
+                                (", or send a smaller image" if units > 1 else ""))
         return Work(kind, model, pipe, list(range(seed, seed + n)), labels, prompts, negative, options, edit,
                     steps=max(steps, 1), nfe=nfe, expect=expect)
 
@@ -388,7 +416,6 @@ class Studio:
         ``mask``); its result says whether the pixels match."""
         from PIL import Image
 
-        from genimage.editing.spec import build_edit
         from genimage.generation import SamplingOptions
         from genimage.provenance.record import PNG_KEY, GenerationRecord, pil_pixels
 
@@ -407,7 +434,7 @@ class Studio:
             raise GenimageError("png: its generation record is damaged") from None
         name = self.model_for_record(str(record.model))
         pipe = self.pipeline(name)
-        if pipe.config.image_size != record.width:
+        if "canvas" not in (record.edit or {}) and pipe.config.image_size != record.width:
             raise GenimageError("png: its record's size does not match the served model of that name")
         try:
             options = SamplingOptions(sampler=record.sampler, schedule=record.schedule, steps=record.steps,
@@ -425,17 +452,10 @@ class Studio:
                 need = "image and mask" if mode == "inpaint" else "image"
                 raise GenimageError(f"this PNG is an edit ({mode}): send the {need} it was made from as well")
             self.image_size(image, "image")
-            with self._decode:
-                edit = build_edit(image, pipe.config.image_size, pipe.config.channels,
-                                  mask=mask if mode == "inpaint" else None,
-                                  extend=tuple(info["extend"]) if mode == "outpaint" else None,
-                                  upscale=int(info["factor"]) if mode == "upscale" else None,
-                                  strength=float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)))
-            rebuilt = edit.record(0)
-            if rebuilt.get("mask_sha256") != info.get("mask_sha256"):
-                raise GenimageError("mask: not the mask this PNG was made with (the sha256 of its pixels differs)")
-            if rebuilt["image_sha256"] != info.get("image_sha256"):
-                raise GenimageError("image: not the input this PNG was made from (the sha256 of its pixels differs)")
+            if "canvas" in info:  # made on the canvas (any upload size): rebuilt and checked as the CLI does
+                edit = self._replay_canvas(pipe, info, image, mask)
+            else:
+                edit = self._replay_edit(pipe, info, mode, image, mask)
         labels = [record.label] if record.label is not None else None
         prompts = [record.prompt] if record.prompt is not None else None
         self._check_text(prompt=record.prompt, negative=record.negative)
@@ -443,6 +463,31 @@ class Studio:
             prompts = [""]
         return self._work("replay", pipe, name, seed=int(record.seed), n=1, labels=labels, prompts=prompts,
                           negative=record.negative, options=options, edit=edit, expect=expect)
+
+    def _replay_canvas(self, pipe, info: dict, image: bytes, mask: bytes | None):
+        from genimage.editing.canvas import canvas_from_record
+        from genimage.editing.plan import model_factor
+
+        with self._decode:
+            return canvas_from_record(info, image, mask, pipe.config.image_size, pipe.config.channels,
+                                      grid=model_factor(pipe.config))
+
+    def _replay_edit(self, pipe, info: dict, mode: str, image: bytes, mask: bytes | None):
+        """An edit recorded before the canvas (model-size input), rebuilt and checked."""
+        from genimage.editing.spec import build_edit
+
+        with self._decode:
+            edit = build_edit(image, pipe.config.image_size, pipe.config.channels,
+                              mask=mask if mode == "inpaint" else None,
+                              extend=tuple(info["extend"]) if mode == "outpaint" else None,
+                              upscale=int(info["factor"]) if mode == "upscale" else None,
+                              strength=float(info.get("strength", 1.0)), resample=int(info.get("resample", 1)))
+        rebuilt = edit.record(0)
+        if rebuilt.get("mask_sha256") != info.get("mask_sha256"):
+            raise GenimageError("mask: not the mask this PNG was made with (the sha256 of its pixels differs)")
+        if rebuilt["image_sha256"] != info.get("image_sha256"):
+            raise GenimageError("image: not the input this PNG was made from (the sha256 of its pixels differs)")
+        return edit
 
     def detect(self, image: bytes) -> dict[str, Any]:
         """What ``genimage detect`` says of an uploaded image: its record (if any), the
