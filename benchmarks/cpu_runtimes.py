@@ -9,7 +9,8 @@ measure it side by side on the same network". Two networks, both at network batc
 * ``unet4m``: the folder recipe's largest candidate (``recipe.CANDIDATES[0]``, UNet
   64-128-128, 4.44M parameters) on the photo autoencoder's 4x8x8 latents, unconditional.
 
-Runtimes: eager fp32 under ``torch.no_grad()``; ``torch.compile`` (inductor, default mode);
+Runtimes: eager fp32 under ``torch.no_grad()``; eager under bf16 autocast (what ``genimage
+generate`` picks by default where ``bf16_is_fast`` says bf16 is fast); ``torch.compile`` (inductor, default mode);
 ONNX Runtime (``torch.onnx.export`` of the traced module, CPU execution provider,
 ``ORT_ENABLE_ALL`` graph optimisation); OpenVINO (the same ONNX file read by
 ``openvino.Core.compile_model`` on ``CPU``, f32 inference precision). Every runtime runs on one
@@ -21,7 +22,7 @@ per-round ratios, and the largest absolute output difference from eager on the s
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_runtimes.py [--rounds 40] [--networks shapes,unet4m]
-        [--runtimes eager,compile,onnxruntime,openvino] [--out benchmarks/results/cpu_runtimes.json]
+        [--runtimes eager,eager-bf16,compile,onnxruntime,openvino] [--out benchmarks/results/cpu_runtimes.json]
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ def make_eager(module, inputs, folder):
     return run
 
 
+def make_eager_bf16(module, inputs, folder):
+    def run():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return module(*inputs).float()
+    return run
+
+
 def make_compile(module, inputs, folder):
     compiled = torch.compile(module)
 
@@ -147,7 +155,7 @@ def make_openvino(module, inputs, folder):
     return run
 
 
-RUNTIMES: dict[str, Callable] = {"eager": make_eager, "compile": make_compile, "onnxruntime": make_onnxruntime,
+RUNTIMES: dict[str, Callable] = {"eager": make_eager, "eager-bf16": make_eager_bf16, "compile": make_compile, "onnxruntime": make_onnxruntime,
                                  "openvino": make_openvino}
 
 
@@ -219,7 +227,7 @@ def machine() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--networks", default="shapes,unet4m")
-    ap.add_argument("--runtimes", default="eager,compile,onnxruntime,openvino")
+    ap.add_argument("--runtimes", default="eager,eager-bf16,compile,onnxruntime,openvino")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu_runtimes.json"))
