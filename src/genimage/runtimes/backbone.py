@@ -6,12 +6,13 @@ first call with a new input signature (guidance doubles the batch inside its int
 not outside it; a last batch may be smaller) it exports the wrapped network
 (:func:`genimage.runtimes.export.cached_onnx`) and opens a session on it: ONNX Runtime's CPU
 execution provider with every graph optimisation (``ORT_ENABLE_ALL``), or OpenVINO's ``CPU``
-device at f32 precision. Both use the thread count PyTorch uses (``torch.get_num_threads()``),
+device at f32 precision, its compiled model cached next to the export. Both use the thread count PyTorch uses (``torch.get_num_threads()``),
 so ``OMP_NUM_THREADS`` governs all three runtimes alike.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -37,8 +38,10 @@ def open_session(runtime: str, path, threads: int) -> Session:
     if runtime == "openvino":
         import openvino as ov
 
+        # CACHE_DIR: OpenVINO keeps the compiled model there, so a later process skips most of the compile.
         compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                              "INFERENCE_PRECISION_HINT": "f32"})
+                                                              "INFERENCE_PRECISION_HINT": "f32",
+                                                              "CACHE_DIR": str(Path(path).parent / "openvino")})
         request = compiled.create_infer_request()
 
         def run(feed: dict[str, np.ndarray]) -> np.ndarray:
