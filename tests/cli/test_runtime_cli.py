@@ -90,6 +90,9 @@ def test_runtime_errors(tiny_text_model_dir, tmp_path, monkeypatch):
         res = runner.invoke(app, base + args)
         assert res.exit_code == 2 and expected in res.output, (args, res.output)
         assert "Traceback" not in res.output
+    res = runner.invoke(app, ["sample", "--model", "photo-autoencoder", "-n", "1", "--out-dir", str(tmp_path / "a"),
+                              "--runtime", "openvino"])  # a one-pass family has no backbone to swap
+    assert res.exit_code == 2 and "applies to diffusion models" in res.output, res.output
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     res = runner.invoke(app, base + ["--runtime", "onnxruntime"])
     assert res.exit_code == 2 and "pip install 'genimage[onnxruntime]'" in res.output, res.output

@@ -137,7 +137,7 @@ def sample(
     device = worker_device(device)
     config = _direct_family_config(model)
     if config is not None and runtime != "eager":
-        raise GenimageError(f"--runtime applies to diffusion models; this is a {config.family} model (drop --runtime)")
+        raise GenimageError(f"--runtime applies to diffusion models, not to this {config.family} model; drop --runtime")
     if config is not None:
         _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device, watermark, share)
         finish_process_group()
