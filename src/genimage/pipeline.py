@@ -187,7 +187,9 @@ def replay(image_path: str | Path, model: str | Path | None = None,
         from genimage.editing.control import control_from_record
 
         pipe.control = control_from_record(record.control, control, pipe.loaded)
-    pipe.use_runtime(runtime or (record.runtime or {}).get("name", "eager"), bf16=record.bf16)
+    from genimage.runtimes import recorded_runtime
+
+    pipe.use_runtime(runtime or recorded_runtime(record.runtime), bf16=record.bf16)
     canvas = (record.edit or {}).get("canvas")  # an edit at the input's own size (genimage.editing.canvas)
     if canvas is None and pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")

@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from genimage.cli.main import app
+from genimage.errors import GenimageError
 from genimage.provenance.record import read_record
 
 runner = CliRunner()
@@ -93,6 +94,12 @@ def test_runtime_errors(tiny_text_model_dir, tmp_path, monkeypatch):
     res = runner.invoke(app, ["sample", "--model", "photo-autoencoder", "-n", "1", "--out-dir", str(tmp_path / "a"),
                               "--runtime", "openvino"])  # a one-pass family has no backbone to swap
     assert res.exit_code == 2 and "applies to diffusion models" in res.output, res.output
+    from genimage.runtimes import recorded_runtime
+
+    assert recorded_runtime(None) == "eager" and recorded_runtime({"name": "openvino", "version": "x"}) == "openvino"
+    for bad in ("onnxruntime", {"name": 3}, {"name": "tensorrt"}):  # a hand-edited record: one clear error
+        with pytest.raises(GenimageError, match="names none of"):
+            recorded_runtime(bad)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     res = runner.invoke(app, base + ["--runtime", "onnxruntime"])
     assert res.exit_code == 2 and "pip install 'genimage[onnxruntime]'" in res.output, res.output

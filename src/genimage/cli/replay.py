@@ -37,9 +37,12 @@ def replay(
     result = (replay_direct(record, image, model, device) if is_direct(record.sampler)
               else do_replay(image, model, device, init=init, mask=mask, control=control, style=style,
                              runtime=runtime))
-    made, used = (record.runtime or {}).get("name", "eager"), runtime or (record.runtime or {}).get("name", "eager")
+    from genimage.runtimes import recorded_runtime
+
+    made = recorded_runtime(record.runtime)
+    used = runtime or made
     if made != "eager" or used != "eager":
-        version = f" {record.runtime['version']}" if record.runtime else ""
+        version = f" {record.runtime.get('version')}" if record.runtime else ""
         typer.echo(f"note: made with runtime {made}{version}, replayed with {used}: a non-eager runtime is not "
                    f"bit-exact with eager; a bit-for-bit match is expected only with the same runtime, version, CPU "
                    f"and thread count", err=True)

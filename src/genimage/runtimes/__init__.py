@@ -45,3 +45,14 @@ def require_runtime(name: str) -> str:
         except ImportError:
             raise GenimageError(f"--runtime {name} needs the {package} package: pip install 'genimage[{name}]'") from None
     return versions[0]
+
+
+def recorded_runtime(entry) -> str:
+    """The runtime name a generation record's ``runtime`` entry names (``eager`` for none); a
+    malformed entry is one clear error, not a traceback."""
+    if entry is None:
+        return "eager"
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or name not in RUNTIMES:
+        raise GenimageError(f"the record's runtime entry {repr(entry)[:100]} names none of: {', '.join(RUNTIMES)}")
+    return name
