@@ -42,18 +42,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from genimage.runtimes.export import PositionalBackbone  # the wrapper --runtime exports, too
+
 BATCH = 16
-
-
-class Positional(torch.nn.Module):
-    """A backbone called with positional tensors (``x, c_noise[, text, text_mask]``), as exporters want."""
-
-    def __init__(self, network: torch.nn.Module, text: bool) -> None:
-        super().__init__()
-        self.network, self.text = network, text
-
-    def forward(self, x, c_noise, *cond):
-        return self.network(x, c_noise, {"text": cond[0], "text_mask": cond[1]} if self.text else None)
 
 
 def shapes_network() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], str]:
@@ -71,7 +62,7 @@ def shapes_network() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], str]:
     mask = torch.arange(cfg.max_text_len)[None] < lengths
     mask = torch.cat([mask, torch.zeros_like(mask)])  # unconditional half: no tokens
     text[half:] = 0
-    return Positional(net, text=True).eval(), (x, c_noise, text, mask), f"shapes UNet, sha256 {loaded.weights_sha256[:12]}"
+    return PositionalBackbone(net, ["text", "text_mask"]).eval(), (x, c_noise, text, mask), f"shapes UNet, sha256 {loaded.weights_sha256[:12]}"
 
 
 def recipe_network() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], str]:
@@ -86,7 +77,7 @@ def recipe_network() -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], str]:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(BATCH, 4, 8, 8, generator=g)
     c_noise = torch.rand(BATCH, generator=g) * 1000
-    return Positional(net, text=False).eval().requires_grad_(False), (x, c_noise), f"recipe candidate: {desc}, random init"
+    return PositionalBackbone(net, []).eval().requires_grad_(False), (x, c_noise), f"recipe candidate: {desc}, random init"
 
 
 NETWORKS = {"shapes": shapes_network, "unet4m": recipe_network}
