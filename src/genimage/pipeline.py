@@ -54,6 +54,7 @@ class Pipeline:
         self.conditioner = Conditioner(loaded.config)
         self.loras: list[dict] = []  # LoRAs merged into the network, for the records
         self.control = None  # spatial control applied to every call (genimage.editing.control.ControlSpec)
+        self.runtime: dict | None = None  # the backbone's CPU runtime when not eager (genimage.runtimes), for the records
         folder = loaded.folder.resolve()
         self.model_ref = folder.name if folder.parent == BUNDLED_DIR.resolve() else str(folder)
 
@@ -68,6 +69,15 @@ class Pipeline:
         from genimage.interop.lora import apply_lora
 
         self.loras.append(apply_lora(self.loaded, path, scale))
+        return self
+
+    def use_runtime(self, name: str, bf16: bool = False) -> "Pipeline":
+        """Run the backbone under CPU runtime ``name`` (``eager`` | ``onnxruntime`` | ``openvino``,
+        :mod:`genimage.runtimes`); call it after LoRAs and control are set. Recorded in every
+        later record. Returns ``self``."""
+        from genimage.runtimes.apply import use_runtime
+
+        self.runtime = use_runtime(self, name, bf16)
         return self
 
     @property
@@ -131,7 +141,8 @@ class Pipeline:
                 guidance_interval=list(o.guidance_interval) if o.guidance_interval else None,
                 edit=edit.record(i) if edit is not None else None, watermark=mark,
                 lora=[dict(entry) for entry in self.loras] or None,
-                control=self.control.record(i) if self.control is not None else None))
+                control=self.control.record(i) if self.control is not None else None,
+                runtime=dict(self.runtime) if self.runtime else None))
         return out
 
     @staticmethod
@@ -143,7 +154,7 @@ class Pipeline:
 def replay(image_path: str | Path, model: str | Path | None = None,
            device: str | torch.device | None = None, init: str | Path | None = None,
            mask: str | Path | None = None, control: str | Path | None = None,
-           style: str | Path | None = None) -> ReplayResult:
+           style: str | Path | None = None, runtime: str | None = None) -> ReplayResult:
     """Regenerate a genimage PNG from its embedded record and compare pixels.
 
     Args:
@@ -155,6 +166,9 @@ def replay(image_path: str | Path, model: str | Path | None = None,
             from; checked against the sha256 in the record.
         control: For an image made with spatial control, its control image (checked likewise).
         style: For a style transfer, the style image (:mod:`genimage.editing.style`).
+        runtime: The backbone's CPU runtime (default: the recorded one, ``eager`` where the
+            record names none). A non-eager runtime is not bit-exact with eager: a bit-for-bit
+            match is expected only with the runtime, version, CPU and thread count it was made with.
     """
     record = read_record(image_path)
     from genimage.editing.superres import is_superres_record, replay_superres
@@ -173,6 +187,9 @@ def replay(image_path: str | Path, model: str | Path | None = None,
         from genimage.editing.control import control_from_record
 
         pipe.control = control_from_record(record.control, control, pipe.loaded)
+    from genimage.runtimes import recorded_runtime
+
+    pipe.use_runtime(runtime or recorded_runtime(record.runtime), bf16=record.bf16)
     canvas = (record.edit or {}).get("canvas")  # an edit at the input's own size (genimage.editing.canvas)
     if canvas is None and pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")

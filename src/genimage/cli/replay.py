@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from genimage.cli.common import handle_errors
+from genimage.errors import GenimageError
 
 
 @handle_errors
@@ -21,6 +22,9 @@ def replay(
     mask: Annotated[Optional[Path], typer.Option(help="For an inpainted image: its mask", show_default="none")] = None,
     control: Annotated[Optional[Path], typer.Option(help="For an image made with --control: its control image", show_default="none")] = None,
     style: Annotated[Optional[Path], typer.Option(help="For a style transfer: the style image", show_default="none")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="CPU runtime of the network: eager | onnxruntime | openvino "
+                                                        "(a non-eager runtime is not bit-exact with eager)",
+                                                   show_default="the recorded one")] = None,
 ) -> None:
     """Regenerate an image from its embedded record; exit 0 if it matches bit for bit, 1 if not."""
     from genimage.families.records import is_direct, replay_direct
@@ -28,8 +32,20 @@ def replay(
     from genimage.provenance.record import read_record
 
     record = read_record(image)
+    if runtime is not None and is_direct(record.sampler):
+        raise GenimageError("--runtime applies to diffusion models; this image was made by a one-pass model")
     result = (replay_direct(record, image, model, device) if is_direct(record.sampler)
-              else do_replay(image, model, device, init=init, mask=mask, control=control, style=style))
+              else do_replay(image, model, device, init=init, mask=mask, control=control, style=style,
+                             runtime=runtime))
+    from genimage.runtimes import recorded_runtime
+
+    made = recorded_runtime(record.runtime)
+    used = runtime or made
+    if made != "eager" or used != "eager":
+        version = f" {record.runtime.get('version')}" if record.runtime else ""
+        typer.echo(f"note: made with runtime {made}{version}, replayed with {used}: a non-eager runtime is not "
+                   f"bit-exact with eager; a bit-for-bit match is expected only with the same runtime, version, CPU "
+                   f"and thread count", err=True)
     typer.echo(f"record: {result.record.to_json()}")
     if not result.weights_match:
         typer.echo("warning: the model's weights differ from the recorded sha256", err=True)

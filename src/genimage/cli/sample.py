@@ -38,6 +38,10 @@ ControlScaleOpt = Annotated[Optional[float], typer.Option(help="Control strength
                                                           show_default="the control model's, 1.0")]
 ControlModelOpt = Annotated[Optional[str], typer.Option(help="Control model (bundled name or folder; `genimage train --family control`)",
                                                         show_default="shapes-control")]
+RuntimeOpt = Annotated[str, typer.Option(
+    help="CPU runtime of the network: eager (PyTorch) | onnxruntime | openvino (pip install 'genimage[onnxruntime]' / "
+         "'genimage[openvino]'; exported once per model and batch shape, cached; fp32, CPU; recorded; close to eager "
+         "but not bit-exact with it, see BENCHMARKS.md 'CPU runtimes on the same network')")]
 NprocOpt = Annotated[int, typer.Option(help="Processes on this machine, through torchrun (one CPU thread each unless "
                                             "OMP_NUM_THREADS is set): rank r makes images r, r+N, ...; the same files "
                                             "as one process")]
@@ -73,6 +77,18 @@ def _apply_control(pipe, control, kind, scale, control_model) -> None:
     pipe.control = build_control(control, kind, control_model, scale, pipe.loaded)
 
 
+def _apply_runtime(pipe, runtime: str, bf16_flag: bool | None, opts) -> None:
+    """Run the backbone under ``--runtime`` (after LoRAs and control); a non-eager runtime is fp32,
+    so the automatic bf16 choice turns off and an explicit --bf16 is refused."""
+    from genimage.runtimes import check_runtime
+
+    if check_runtime(runtime) != "eager":
+        if bf16_flag:
+            raise GenimageError(f"--runtime {runtime} runs fp32 only; drop --bf16 or use --runtime eager")
+        opts.bf16 = False
+    pipe.use_runtime(runtime, bf16=opts.bf16)
+
+
 def _progress(total_steps: int, n_batches: int):
     from tqdm import tqdm
 
@@ -103,6 +119,7 @@ def sample(
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
     lora: LoraOpt = None,
+    runtime: RuntimeOpt = "eager",
     nproc: NprocOpt = 1,
 ) -> None:
     """Sample images with their generation record embedded (see `genimage replay`)."""
@@ -119,6 +136,8 @@ def sample(
     share = init_process_group()
     device = worker_device(device)
     config = _direct_family_config(model)
+    if config is not None and runtime != "eager":
+        raise GenimageError(f"--runtime applies to diffusion models, not to this {config.family} model; drop --runtime")
     if config is not None:
         _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device, watermark, share)
         finish_process_group()
@@ -127,6 +146,7 @@ def sample(
     pipe.watermark = watermark
     _apply_loras(pipe, lora)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
+    _apply_runtime(pipe, runtime, bf16, opts)
     seeds = list(range(seed, seed + num))
     labels = [_parse_label(pipe.config, label)] * num if label is not None else None
     if labels is None and pipe.conditioner.uses_labels:
@@ -273,6 +293,7 @@ def generate(
     nproc: NprocOpt = 1,
     control: ControlOpt = None, control_kind: ControlKindOpt = None, control_scale: ControlScaleOpt = None,
     control_model: ControlModelOpt = None,
+    runtime: RuntimeOpt = "eager",
 ) -> None:
     """Generate from a prompt (default model: the bundled shapes model), optionally laid out by a
     control image (--control)."""
@@ -305,6 +326,7 @@ def generate(
     if size is not None and size != pipe.config.image_size:
         raise GenimageError(f"--size {size}: this model generates {pipe.config.image_size}px images only")
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
+    _apply_runtime(pipe, runtime, bf16, opts)
     seeds = list(range(seed, seed + len(lines)))
     if pipe.conditioner.uses_text:
         labels, texts = None, lines

@@ -55,6 +55,9 @@ class GenerationRecord:
             ``{"path", "sha256", "scale"}``; ``None`` if none.
         control: Spatial control (:meth:`genimage.editing.control.ControlSpec.record`: control
             model and its sha256, kind, scale, sha256 of the control image's pixels), or ``None``.
+        runtime: The CPU runtime that ran the backbone when it was not eager PyTorch
+            (:mod:`genimage.runtimes`): ``{"name", "version"}``; ``None`` for eager. Such an
+            image is not bit-exact with eager.
         genimage_version: Package version that made it.
     """
 
@@ -81,6 +84,7 @@ class GenerationRecord:
     guidance_interval: list[float] | None = None
     lora: list[dict[str, Any]] | None = None
     control: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -88,7 +92,7 @@ class GenerationRecord:
             del data["guidance_interval"]
         if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
             del data["device"]
-        for optional in ("edit", "watermark", "lora", "control"):  # absent unless used, like the fields above
+        for optional in ("edit", "watermark", "lora", "control", "runtime"):  # absent unless used, like the fields above
             if data[optional] is None:
                 del data[optional]
         return json.dumps(data, sort_keys=True)
