@@ -2,10 +2,17 @@
 
 Each runtime's tests are skipped, with the reason, where its package is not installed
 (``pip install 'genimage[onnxruntime]'`` / ``'genimage[openvino]'``). No timing is asserted.
+
+The runtimes' native libraries (their own thread pools) loaded into the pytest process made a
+later, unrelated test segfault, so this module runs in a child pytest process
+(:func:`test_runtimes_in_a_child_process`); its tests proper run only there.
 """
 
 import importlib.util
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +32,24 @@ def _needs(runtime: str):
 
 
 RUNTIMES = [pytest.param(r, marks=_needs(r)) for r in ("onnxruntime", "openvino")]
+_CHILD = os.environ.get("GENIMAGE_RUNTIME_CHILD") == "1"
+
+
+def test_runtimes_in_a_child_process():
+    if _CHILD:
+        pytest.skip("this is the child process")
+    if all(importlib.util.find_spec(p) is None for p in ("onnxruntime", "openvino")):
+        pytest.skip("neither onnxruntime nor openvino is installed (pip install 'genimage[onnxruntime]')")
+    env = {**os.environ, "GENIMAGE_RUNTIME_CHILD": "1"}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                         capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2], timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+@pytest.fixture(autouse=True)
+def _only_in_the_child(request):
+    if not _CHILD and request.node.name != "test_runtimes_in_a_child_process":
+        pytest.skip("runs in the child process (test_runtimes_in_a_child_process)")
 
 
 @pytest.fixture(autouse=True)
