@@ -38,15 +38,21 @@ from pathlib import Path
 import torch
 
 
-def diffusers_dpm(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond=None, generator=None, callback=None):
-    """diffusers' DPM-Solver++(2M) in flow mode for ``len(timesteps) - 1`` steps on its own
-    grid (``timesteps`` only gives the count); ``model`` is a genimage denoiser."""
+def dpm_scheduler(steps: int):
+    """diffusers' DPM-Solver++(2M) in flow mode, set to ``steps`` steps."""
     from diffusers import DPMSolverMultistepScheduler
 
     sched = DPMSolverMultistepScheduler(num_train_timesteps=1000, use_flow_sigmas=True, flow_shift=1.0,
                                         prediction_type="flow_prediction", algorithm_type="dpmsolver++",
                                         solver_order=2, final_sigmas_type="zero")
-    sched.set_timesteps(len(timesteps) - 1)
+    sched.set_timesteps(steps)
+    return sched
+
+
+def diffusers_dpm(model, x: torch.Tensor, timesteps: torch.Tensor, *, cond=None, generator=None, callback=None):
+    """diffusers' DPM-Solver++(2M) in flow mode for ``len(timesteps) - 1`` steps on its own
+    grid (``timesteps`` only gives the count); ``model`` is a genimage denoiser."""
+    sched = dpm_scheduler(len(timesteps) - 1)
     for i, ts in enumerate(sched.timesteps):
         t = float(sched.sigmas[i])
         pred = model(x, torch.tensor(t, dtype=torch.float64), cond)
@@ -63,12 +69,8 @@ def register_diffusers_sampler() -> None:
 
 
 def diffusers_times(steps: int) -> list[float]:
-    from diffusers import DPMSolverMultistepScheduler
-
-    s = DPMSolverMultistepScheduler(num_train_timesteps=1000, use_flow_sigmas=True, flow_shift=1.0,
-                                    prediction_type="flow_prediction", final_sigmas_type="zero")
-    s.set_timesteps(steps)
-    return [float(v) for v in s.sigmas[:-1]]
+    """The path times at which :func:`diffusers_dpm` calls the network."""
+    return [float(v) for v in dpm_scheduler(steps).sigmas[:-1]]
 
 
 def nfe(opts, times: list[float]) -> int:
@@ -85,17 +87,6 @@ def genimage_times(opts, path: str = "linear") -> list[float]:
     from genimage.paths import build_path
 
     return [float(t) for t in make_schedule(opts.schedule, build_path(path), opts.steps)[:-1]]
-
-
-def matmul_peak(n: int = 1024, repeats: int = 9) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        ts.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(ts) / 1e9
 
 
 def backbone_share(denoiser, config, cond: dict, batch: int, peak: float, repeats: int = 7) -> dict:
@@ -139,7 +130,9 @@ def main() -> None:
     from genimage.generation import SamplingOptions
     from genimage.pipeline import Pipeline
 
-    peak = matmul_peak()
+    from machine_peak import matmul_gflops  # benchmarks/machine_peak.py, beside this script
+
+    peak = matmul_gflops(torch.float32, 1024, repeats=9)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                           "torch": torch.__version__, "fp32_matmul_gflops": round(peak, 1)},
               "digits": [], "shapes": []}

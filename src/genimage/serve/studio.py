@@ -97,25 +97,19 @@ class Work:
 
     def run(self, callback: Callable[[dict], None] | None = None) -> list[Made]:
         """Sample; ``callback`` is called after every step and may raise :class:`Stop`."""
+        from genimage.editing.canvas import CanvasEdit, canvas_records, run_canvas_edit
         from genimage.provenance.record import png_bytes
 
-        from genimage.editing.canvas import CanvasEdit, canvas_records, run_canvas_edit
-
         self._note_truncation()
+        canvas = isinstance(self.edit, CanvasEdit)  # an upload of any size: the CLI's canvas (windows, tiles)
+        args = (self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative, self.options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the truncation warning reaches the client via self.warnings
-            if isinstance(self.edit, CanvasEdit):  # an upload of any size: the CLI's canvas (windows, tiles)
-                images = run_canvas_edit(self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative,
-                                         self.options, callback=callback)
-            else:
-                images = self.pipe(self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative,
-                                   options=self.options, edit=self.edit, callback=callback)
-        if isinstance(self.edit, CanvasEdit):
-            records = canvas_records(self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative,
-                                     self.options)
-        else:
-            records = self.pipe.records(self.seeds, self.labels, self.prompts, self.negative, self.options,
-                                        edit=self.edit)
+            images = run_canvas_edit(*args, callback=callback) if canvas else self.pipe(
+                self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative, options=self.options,
+                edit=self.edit, callback=callback)
+        records = canvas_records(*args) if canvas else self.pipe.records(
+            self.seeds, self.labels, self.prompts, self.negative, self.options, edit=self.edit)
         made = [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(self.seeds, images, records)]
         if self.expect is not None:
             from genimage.provenance.record import png_pixels
