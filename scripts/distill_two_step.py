@@ -124,7 +124,7 @@ def encode_captions(conditioner, captions: list[str]):
 
 
 def train(teacher: str, trajectories: Path, out: Path, minutes: float, max_steps: int, lr: float, batch: int,
-          ema_decay: float, seed: int, save_every: int) -> None:
+          ema_decay: float, seed: int, save_every: int, init_from: Path | None = None) -> None:
     from genimage.models.io import save_model
 
     data = torch.load(trajectories, weights_only=False)
@@ -136,6 +136,10 @@ def train(teacher: str, trajectories: Path, out: Path, minutes: float, max_steps
     n = len(z)
     denoiser = pipe.loaded.denoiser
     network = denoiser.network
+    if init_from is not None:  # continue from an earlier student (its EMA weights)
+        from genimage.models.io import load_model
+
+        network.load_state_dict(load_model(init_from).denoiser.network.state_dict())
     network.train().requires_grad_(True)
     ema = copy.deepcopy(network).eval().requires_grad_(False)
     opt = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.0)
@@ -203,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--ema-decay", type=float, default=0.999)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--save-every", type=int, default=0)
+    t.add_argument("--init-from", type=Path, help="start from this student folder instead of the teacher")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "record":
             record(args.teacher, args.n, args.out, args.seed, args.batch)
         else:
             train(args.teacher, args.trajectories, args.out, args.minutes, args.steps, args.lr, args.batch,
-                  args.ema_decay, args.seed, args.save_every)
+                  args.ema_decay, args.seed, args.save_every, args.init_from)
     except GenimageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
