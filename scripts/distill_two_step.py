@@ -123,14 +123,26 @@ def encode_captions(conditioner, captions: list[str]):
     return torch.cat(texts), torch.cat(masks), torch.tensor([row[c] for c in captions])
 
 
-def train(teacher: str, trajectories: Path, out: Path, minutes: float, max_steps: int, lr: float, batch: int,
+def load_trajectories(paths: list[Path]) -> dict:
+    """One or more recorded files (different seeds) joined into one set; all from the same teacher weights."""
+    parts = [torch.load(p, weights_only=False) for p in paths]
+    shas = {d["teacher_sha256"] for d in parts}
+    if len(shas) != 1:
+        raise GenimageError(f"{', '.join(map(str, paths))} were recorded from different teacher weights")
+    data = {"teacher_sha256": shas.pop(), "captions": [c for d in parts for c in d["captions"]]}
+    for key in ("z", "x_mid", "x0"):
+        data[key] = torch.cat([d[key] for d in parts])
+    return data
+
+
+def train(teacher: str, trajectories: list[Path], out: Path, minutes: float, max_steps: int, lr: float, batch: int,
           ema_decay: float, seed: int, save_every: int, init_from: Path | None = None) -> None:
     from genimage.models.io import save_model
 
-    data = torch.load(trajectories, weights_only=False)
+    data = load_trajectories(trajectories)
     pipe = load_teacher_pipe(teacher)
     if data["teacher_sha256"] != pipe.loaded.weights_sha256:
-        raise GenimageError(f"{trajectories} was recorded from other weights than {teacher}'s")
+        raise GenimageError(f"the trajectories were recorded from other weights than {teacher}'s")
     text, mask, rows = encode_captions(pipe.conditioner, data["captions"])
     z, mid, x0 = data["z"], data["x_mid"], data["x0"]
     n = len(z)
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--batch", type=int, default=256)
     t = sub.add_parser("train", help="train the 2-step student on recorded trajectories")
     t.add_argument("--teacher", default="shapes")
-    t.add_argument("--trajectories", type=Path, required=True)
+    t.add_argument("--trajectories", type=Path, nargs="+", required=True, help="one or more recorded files")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--minutes", type=float, default=60.0)
     t.add_argument("--steps", type=int, default=20000, help="length of the cosine schedule (and the step limit)")

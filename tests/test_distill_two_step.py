@@ -37,11 +37,11 @@ def test_record_and_train_a_two_step_student(tmp_path):
     assert (images - decoded).abs().max() < 1e-4
 
     out = tmp_path / "student"
-    assert mod.main(["train", "--trajectories", str(traj), "--out", str(out), "--steps", "3", "--batch", "4",
+    assert mod.main(["train", "--trajectories", str(traj), str(traj), "--out", str(out), "--steps", "3", "--batch", "4",
                      "--minutes", "5"]) == 0
     cfg = json.loads((out / "final" / "config.json").read_text())
     assert (cfg["family"], cfg["sampler"], cfg["steps"], cfg["guidance"]) == ("consistency", "ddim", 2, 1.0)
-    assert cfg["training"]["steps"] == 3 and cfg["training"]["trajectories"] == 6
+    assert cfg["training"]["steps"] == 3 and cfg["training"]["trajectories"] == 12  # two files joined
     student = Pipeline.from_pretrained(out / "final")
     calls = []
     net = student.loaded.denoiser.network
