@@ -241,6 +241,7 @@ def load_bert(model_dir: Path) -> tuple[BertEncoder, FastTokenizer]:
         GenimageError: A missing file, a config this module does not implement, or weights
             that do not match the config.
     """
+    from genimage.utils.skip_init import skip_weight_init
     from genimage.utils.weights import load_safetensors
 
     model_dir = Path(model_dir)
@@ -255,7 +256,8 @@ def load_bert(model_dir: Path) -> tuple[BertEncoder, FastTokenizer]:
         raise GenimageError(f"{model_dir}: not a plain BERT encoder ({unsupported or 'is_decoder'})")
     cfg = SimpleNamespace(**{"type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.1,
                              "pad_token_id": 0, **raw})
-    model = BertEncoder(cfg)  # (not on the meta device: its random init imports torch._dynamo, seconds)
+    with skip_weight_init():  # every weight is loaded (strictly) below; (not the meta device: it imports torch._dynamo)
+        model = BertEncoder(cfg)
     state = {k: v for k, v in load_safetensors(model_dir / "model.safetensors").items()
              if not k.startswith("pooler.") and k != "embeddings.position_ids"}
     state = {k.removeprefix("bert."): v for k, v in state.items()}

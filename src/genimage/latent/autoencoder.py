@@ -82,6 +82,7 @@ def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = Non
     """
     from genimage.families import FAMILIES, load_all_families
     from genimage.models.folders import resolve_model_folder
+    from genimage.utils.skip_init import skip_weight_init
     from genimage.utils.weights import load_safetensors, sha256_file
 
     path = Path(name_or_path)
@@ -100,9 +101,13 @@ def load_autoencoder(name_or_path: str | Path, expected_sha256: str | None = Non
     load_all_families()
     config = resized_config(config, image_size)
     build = dataclasses.replace(config, backbone_config={**config.backbone_config, "discriminator": False})
-    with torch.random.fork_rng(devices=[]):
+    state = load_safetensors(folder / WEIGHTS_FILE)
+    with torch.random.fork_rng(devices=[]), skip_weight_init():  # every weight is loaded next
         model = FAMILIES.get("autoencoder").model_cls(build)
-    model.load_sampling_state(load_safetensors(folder / WEIGHTS_FILE))
+    if not set(model.state_dict()) <= set(state):  # something would keep uninitialised memory: build it properly
+        with torch.random.fork_rng(devices=[]):
+            model = FAMILIES.get("autoencoder").model_cls(build)
+    model.load_sampling_state(state)
     model.eval().requires_grad_(False)
     return LoadedAutoencoder(model, config, folder, sha)
 

@@ -8,6 +8,7 @@ its autoencoder in ``autoencoder/`` (:mod:`genimage.latent`). Bundled models liv
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -22,13 +23,16 @@ from genimage.utils.finite import check_finite_weights
 from genimage.utils.weights import load_safetensors, save_safetensors, sha256_file
 
 
-def build_denoiser(config: ModelConfig) -> Denoiser:
+def build_denoiser(config: ModelConfig, initialise: bool = True) -> Denoiser:
     """A freshly initialised denoiser for ``config`` (a latent model's gets its autoencoder
-    attached, for :func:`genimage.generation.generate` to decode with)."""
+    attached, for :func:`genimage.generation.generate` to decode with). ``initialise=False``
+    leaves the network's weights uninitialised, for a caller that loads all of them next."""
     import genimage.models.backbones  # noqa: F401  (registers backbones)
     from genimage.models.backbones.base import build_backbone
+    from genimage.utils.skip_init import skip_weight_init
 
-    network = build_backbone(config.backbone, dict(config.backbone_config))
+    with contextlib.nullcontext() if initialise else skip_weight_init():
+        network = build_backbone(config.backbone, dict(config.backbone_config))
     denoiser = Denoiser(network, build_path(config.path), config.prediction, config.sigma_data)
     if config.autoencoder:
         from genimage.latent.autoencoder import attach_autoencoder, load_latent_autoencoder
@@ -51,7 +55,7 @@ def load_model(name_or_path: str | Path) -> LoadedModel:
         raise GenimageError(f"{name_or_path} is an x{config.family_config.get('factor')} upscaler, not a generator; "
                             f"use it with genimage edit IMAGE --upscale {config.family_config.get('factor')} "
                             f"--upscaler {name_or_path}")
-    denoiser = build_denoiser(config)
+    denoiser = build_denoiser(config, initialise=False)  # every weight is loaded (strictly) below
     state = load_safetensors(folder / WEIGHTS_FILE)
     check_finite_weights(state, folder / WEIGHTS_FILE)
     missing, unexpected = denoiser.network.load_state_dict(state, strict=False)
