@@ -167,6 +167,35 @@ def test_window_and_tile_edits_count_against_the_job_limit(client):
     assert _out(res.json()["images"][0]).size == (40, 24)  # F times the upload, tile by tile
 
 
+def test_a_latent_model_upscales_with_the_bundled_upscaler_and_replays(client, tmp_path):
+    src = _photo(20, 12)
+    res = client.post("/api/edit", files={"image": ("in.png", src, "image/png")},
+                      data={"model": "shapes", "upscale": "4", "seed": "5"})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    made = body["images"][0]
+    assert body["model"] == "photos-x4" and made["record"]["edit"]["method"] == "superres"
+    assert _out(made).size == (80, 48)  # 4 x the upload, tile by tile
+    (tmp_path / "in.png").write_bytes(src)
+    path = _png(base64.b64decode(made["png_base64"]), tmp_path / "o.png")
+    assert replay(path, init=tmp_path / "in.png").match  # the CLI replays the service's upscale
+    job = client.post("/api/jobs/replay", files={"png": ("o.png", path.read_bytes(), "image/png"),
+                                                 "image": ("in.png", src, "image/png")})
+    assert job.status_code == 202, job.text
+    for _ in range(300):
+        state = client.get(f"/api/jobs/{job.json()['id']}").json()
+        if state["state"] in ("done", "failed"):
+            break
+        import time
+
+        time.sleep(0.1)
+    assert state["state"] == "done" and state["images"][0]["match"] is True
+    for data, message in (({"upscale": "2"}, "upscales x4 only"),
+                          ({"upscale": "4", "prompt": "a red circle"}, "prompt: not used by an upscale")):
+        bad = client.post("/api/edit", files={"image": ("in.png", src, "image/png")}, data={"model": "shapes", **data})
+        assert bad.status_code == 400 and message in bad.json()["error"], bad.text
+
+
 def test_the_cli_refuses_a_bad_port_or_model():
     from typer.testing import CliRunner
 

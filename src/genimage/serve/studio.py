@@ -94,22 +94,26 @@ class Work:
     nfe: int = 1
     expect: torch.Tensor | None = None
     warnings: list[str] = field(default_factory=list)
+    upscaler: Any = None  # a trained superres model (editing.superres) that runs this upscale instead of pipe
 
     def run(self, callback: Callable[[dict], None] | None = None) -> list[Made]:
         """Sample; ``callback`` is called after every step and may raise :class:`Stop`."""
         from genimage.editing.canvas import CanvasEdit, canvas_records, run_canvas_edit
         from genimage.provenance.record import png_bytes
 
-        self._note_truncation()
-        canvas = isinstance(self.edit, CanvasEdit)  # an upload of any size: the CLI's canvas (windows, tiles)
-        args = (self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative, self.options)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the truncation warning reaches the client via self.warnings
-            images = run_canvas_edit(*args, callback=callback) if canvas else self.pipe(
-                self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative, options=self.options,
-                edit=self.edit, callback=callback)
-        records = canvas_records(*args) if canvas else self.pipe.records(
-            self.seeds, self.labels, self.prompts, self.negative, self.options, edit=self.edit)
+        if self.upscaler is not None:
+            images, records = self._run_upscaler(callback)
+        else:
+            self._note_truncation()
+            canvas = isinstance(self.edit, CanvasEdit)  # an upload of any size: the CLI's canvas (windows, tiles)
+            args = (self.pipe, self.edit, self.seeds, self.labels, self.prompts, self.negative, self.options)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the truncation warning reaches the client via self.warnings
+                images = run_canvas_edit(*args, callback=callback) if canvas else self.pipe(
+                    self.seeds, labels=self.labels, prompts=self.prompts, negative=self.negative,
+                    options=self.options, edit=self.edit, callback=callback)
+            records = canvas_records(*args) if canvas else self.pipe.records(
+                self.seeds, self.labels, self.prompts, self.negative, self.options, edit=self.edit)
         made = [Made(s, png_bytes(img, rec), _record_dict(rec)) for s, img, rec in zip(self.seeds, images, records)]
         if self.expect is not None:
             from genimage.provenance.record import png_pixels
@@ -119,6 +123,16 @@ class Work:
             made[0].match = bool(new.shape == self.expect.shape and torch.equal(new, self.expect))
         _trim_prompt_cache(self.pipe)
         return made
+
+    def _run_upscaler(self, callback):
+        """The upscale tile by tile with :attr:`upscaler` (``self.options`` is its
+        :class:`~genimage.editing.superres.UpscaleOptions`); records as ``genimage edit --upscale`` writes."""
+        from genimage.editing.superres import model_ref, run_upscale, upscale_records
+
+        images = run_upscale(self.upscaler, self.edit, self.seeds, self.options, callback=callback)
+        records = upscale_records(self.upscaler, model_ref(self.upscaler), self.edit, self.seeds, self.options,
+                                  watermark=bool(self.pipe.watermark))
+        return images, records
 
 
     def _note_truncation(self) -> None:
@@ -178,7 +192,8 @@ class Studio:
                                 f"{', '.join(self.catalog)} or add it with --model-dir NAME=FOLDER")
         self.default_model = default_model
         self._pipes: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.RLock()  # the pipeline cache
+        self._upscalers: dict[str, Any] = {}  # trained superres models, by bundled name
+        self._lock = threading.RLock()  # the pipeline and upscaler caches
         self._decode = threading.BoundedSemaphore(self.limits.decode_concurrency)
 
     @property
@@ -244,6 +259,72 @@ class Studio:
             pipe = self._pipes[name]
         pipe.watermark = self.watermark
         return pipe
+
+    def upscaler_for(self, pipe, upscale: int | None) -> str | None:
+        """The bundled upscaler that runs ``upscale`` for ``pipe``'s model, as ``genimage edit
+        --upscale`` chooses it: ``None`` (DDNM with the model itself) for a pixel-space model; the
+        bundled ``photos-x4`` for a latent model, which DDNM cannot run."""
+        if not upscale or not pipe.config.autoencoder:
+            return None
+        from genimage.editing.superres import BUNDLED_UPSCALER, bundled_upscaler
+
+        name = bundled_upscaler(int(upscale))
+        if name is None:
+            raise GenimageError(f"upscale {upscale}: this model works in latent space, so it cannot upscale by "
+                                f"itself (DDNM needs a pixel-space model), and the bundled upscaler "
+                                f"{BUNDLED_UPSCALER} upscales x4 only: send upscale 4")
+        return name
+
+    def upscaler(self, name: str):
+        """The loaded bundled upscaler ``name`` (kept once loaded)."""
+        from genimage.editing.superres import load_upscaler
+
+        with self._lock:
+            if name not in self._upscalers:
+                self._upscalers[name] = load_upscaler(name, self.device)
+            return self._upscalers[name]
+
+    def _upscale_work(self, kind: str, pipe, name: str, canvas, *, seed: int, n: int, steps: int | None,
+                      sampler: str | None, schedule: str | None, consistent: bool | None = None,
+                      expect=None) -> Work:
+        """The :class:`Work` of an upscale by the trained upscaler ``name`` over ``canvas``'s tiles,
+        bounded like every job (images, steps, network evaluations)."""
+        from genimage.editing.superres import UpscaleOptions
+
+        lim = self.limits
+        if not 1 <= n <= lim.max_images:
+            raise GenimageError(f"n must be between 1 and {lim.max_images} (this service's limit), got {n}")
+        if seed + n - 1 > 2**63 - 1:
+            raise GenimageError("seed: seed + n - 1 must stay below 2^63")
+        loaded = self.upscaler(name)
+        options = UpscaleOptions.defaults(loaded.config, steps, sampler, schedule, consistent)
+        if options.steps > lim.max_steps:
+            raise GenimageError(f"steps: at most {lim.max_steps} on this service, got {options.steps}")
+        run = max(canvas.spec.steps_to_run(options.steps), 1)
+        nfe = run * _evals_per_step(options.sampler) * canvas.rows * n
+        if nfe > lim.max_nfe:
+            raise GenimageError(f"steps x {canvas.rows} tiles of the upscaler {name} needs about {nfe} network "
+                                f"evaluations; this service allows {lim.max_nfe} per job: lower steps or n, or send "
+                                "a smaller image")
+        batches = -(-canvas.rows // 64)  # editing.superres.run_upscale's default tile batch
+        return Work(kind, name, pipe, list(range(seed, seed + n)), None, None, None, options, canvas,
+                    steps=run * batches * n, nfe=nfe, expect=expect, upscaler=loaded)
+
+    def _prepare_upscale(self, pipe, name: str, *, image: bytes, upscale: int, seed: int, n: int, steps, sampler,
+                         schedule, strength, given: dict[str, Any]) -> Work:
+        """An upload upscaled by the bundled upscaler ``name`` (see :meth:`upscaler_for`)."""
+        from genimage.editing.superres import upscale_canvas
+
+        extra = [k for k, v in given.items() if v not in (None, "", 1 if k == "resample" else None)]
+        if extra:
+            raise GenimageError(f"{', '.join(extra)}: not used by an upscale with {name} (a trained upscaler "
+                                f"conditioned on the image only); leave {'it' if len(extra) == 1 else 'them'} out")
+        self.image_size(image, "image")
+        loaded = self.upscaler(name)
+        with self._decode:
+            canvas = upscale_canvas(image, loaded, int(upscale), name=name, strength=strength)
+        return self._upscale_work("edit", pipe, name, canvas, seed=seed, n=n, steps=steps, sampler=sampler,
+                                  schedule=schedule)
 
     def model_for_record(self, ref: str) -> str:
         """The served model a generation record's ``model`` names, or a 400 saying it is not served."""
@@ -396,6 +477,12 @@ class Studio:
         pipe = self.pipeline(name)
         options = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
         edit = None
+        if image is not None and (upscaler := self.upscaler_for(pipe, upscale)):
+            return self._prepare_upscale(pipe, upscaler, image=image, upscale=int(upscale), seed=seed, n=n,
+                                         steps=steps, sampler=sampler, schedule=schedule, strength=strength,
+                                         given={"prompt": prompt, "label": label, "negative": negative,
+                                                "guidance": guidance, "mask": mask, "extend": extend,
+                                                "resample": resample})
         if image is not None:
             edit = self._edit_spec(pipe, image, mask, extend, strength, resample, upscale)
         elif mask is not None or extend or upscale or strength is not None or resample != 1:
@@ -426,6 +513,10 @@ class Studio:
             record = GenerationRecord.from_json(text)
         except Exception:  # noqa: BLE001
             raise GenimageError("png: its generation record is damaged") from None
+        from genimage.editing.superres import is_superres_record
+
+        if is_superres_record(record):
+            return self._replay_upscale(record, image, expect)
         name = self.model_for_record(str(record.model))
         pipe = self.pipeline(name)
         if "canvas" not in (record.edit or {}) and pipe.config.image_size != record.width:
@@ -457,6 +548,31 @@ class Studio:
             prompts = [""]
         return self._work("replay", pipe, name, seed=int(record.seed), n=1, labels=labels, prompts=prompts,
                           negative=record.negative, options=options, edit=edit, expect=expect)
+
+    def _replay_upscale(self, record, image: bytes | None, expect) -> Work:
+        """The :class:`Work` that re-runs an upscale by a bundled upscaler from its record and input."""
+        from genimage.editing.canvas import canvas_from_record
+        from genimage.editing.superres import BUNDLED_UPSCALER
+
+        name = str(record.model)
+        if name != BUNDLED_UPSCALER:
+            raise GenimageError(f"this PNG was upscaled by a model this service does not run; it runs the bundled "
+                                f"upscaler {BUNDLED_UPSCALER}")
+        if image is None:
+            raise GenimageError("this PNG is an edit (upscale): send the image it was made from as well")
+        self.image_size(image, "image")
+        loaded = self.upscaler(name)
+        if loaded.weights_sha256 != record.model_sha256:
+            raise GenimageError(f"png: it was made by other weights of {name} than this service's")
+        try:
+            consistent = bool(record.edit["consistent"])
+        except (KeyError, TypeError):
+            raise GenimageError("png: its generation record is damaged") from None
+        with self._decode:
+            canvas = canvas_from_record(record.edit, image, None, loaded.config.image_size, loaded.config.channels)
+        return self._upscale_work("replay", self.pipeline(None), name, canvas, seed=int(record.seed), n=1,
+                                  steps=int(record.steps), sampler=record.sampler, schedule=record.schedule,
+                                  consistent=consistent, expect=expect)
 
     def _replay_canvas(self, pipe, info: dict, image: bytes, mask: bytes | None):
         from genimage.editing.canvas import canvas_from_record
