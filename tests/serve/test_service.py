@@ -123,6 +123,21 @@ def _out(image: dict) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(image["png_base64"])))
 
 
+def _replay_job(client, png: bytes, image: bytes, polls: int = 300) -> dict:
+    """Submit ``POST /api/jobs/replay`` for a PNG and its input; the job's state once it ends."""
+    import time
+
+    job = client.post("/api/jobs/replay", files={"png": ("o.png", png, "image/png"),
+                                                 "image": ("in.png", image, "image/png")})
+    assert job.status_code == 202, job.text
+    for _ in range(polls):
+        body = client.get(f"/api/jobs/{job.json()['id']}").json()
+        if body["state"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    return body
+
+
 def test_edits_keep_the_uploads_size_and_outpainting_enlarges_it(client, tmp_path):
     src = _photo(48, 40)  # not the model's 32 px, not square
     res = client.post("/api/edit", files={"image": ("in.png", src, "image/png")},
@@ -141,16 +156,7 @@ def test_edits_keep_the_uploads_size_and_outpainting_enlarges_it(client, tmp_pat
     (tmp_path / "in.png").write_bytes(src)
     path = _png(base64.b64decode(made["png_base64"]), tmp_path / "o.png")
     assert replay(path, init=tmp_path / "in.png").match  # the CLI replays the service's canvas edit
-    job = client.post("/api/jobs/replay", files={"png": ("o.png", path.read_bytes(), "image/png"),
-                                                 "image": ("in.png", src, "image/png")})
-    assert job.status_code == 202, job.text
-    for _ in range(200):
-        body = client.get(f"/api/jobs/{job.json()['id']}").json()
-        if body["state"] in ("done", "failed"):
-            break
-        import time
-
-        time.sleep(0.1)
+    body = _replay_job(client, path.read_bytes(), src, polls=200)
     assert body["state"] == "done" and body["images"][0]["match"] is True
     bad = client.post("/api/jobs/replay", files={"png": ("o.png", path.read_bytes(), "image/png"),
                                                  "image": ("x.png", _photo(48, 41), "image/png")})
@@ -179,16 +185,7 @@ def test_a_latent_model_upscales_with_the_bundled_upscaler_and_replays(client, t
     (tmp_path / "in.png").write_bytes(src)
     path = _png(base64.b64decode(made["png_base64"]), tmp_path / "o.png")
     assert replay(path, init=tmp_path / "in.png").match  # the CLI replays the service's upscale
-    job = client.post("/api/jobs/replay", files={"png": ("o.png", path.read_bytes(), "image/png"),
-                                                 "image": ("in.png", src, "image/png")})
-    assert job.status_code == 202, job.text
-    for _ in range(300):
-        state = client.get(f"/api/jobs/{job.json()['id']}").json()
-        if state["state"] in ("done", "failed"):
-            break
-        import time
-
-        time.sleep(0.1)
+    state = _replay_job(client, path.read_bytes(), src)
     assert state["state"] == "done" and state["images"][0]["match"] is True
     for data, message in (({"upscale": "2"}, "upscales x4 only"),
                           ({"upscale": "4", "prompt": "a red circle"}, "prompt: not used by an upscale")):

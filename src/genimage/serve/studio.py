@@ -284,22 +284,26 @@ class Studio:
                 self._upscalers[name] = load_upscaler(name, self.device)
             return self._upscalers[name]
 
-    def _upscale_work(self, kind: str, pipe, name: str, canvas, *, seed: int, n: int, steps: int | None,
-                      sampler: str | None, schedule: str | None, consistent: bool | None = None,
-                      expect=None) -> Work:
-        """The :class:`Work` of an upscale by the trained upscaler ``name`` over ``canvas``'s tiles,
-        bounded like every job (images, steps, network evaluations)."""
-        from genimage.editing.superres import UpscaleOptions
-
+    def _check_job_size(self, seed: int, n: int, steps: int) -> None:
+        """The bounds every job keeps: images per request, the seed range, sampler steps."""
         lim = self.limits
         if not 1 <= n <= lim.max_images:
             raise GenimageError(f"n must be between 1 and {lim.max_images} (this service's limit), got {n}")
         if seed + n - 1 > 2**63 - 1:
             raise GenimageError("seed: seed + n - 1 must stay below 2^63")
-        loaded = self.upscaler(name)
+        if steps > lim.max_steps:
+            raise GenimageError(f"steps: at most {lim.max_steps} on this service, got {steps}")
+
+    def _upscale_work(self, kind: str, pipe, name: str, loaded, canvas, *, seed: int, n: int, steps: int | None,
+                      sampler: str | None, schedule: str | None, consistent: bool | None = None,
+                      expect=None) -> Work:
+        """The :class:`Work` of an upscale by the loaded upscaler ``name`` over ``canvas``'s tiles,
+        bounded like every job (images, steps, network evaluations)."""
+        from genimage.editing.superres import UpscaleOptions
+
+        lim = self.limits
         options = UpscaleOptions.defaults(loaded.config, steps, sampler, schedule, consistent)
-        if options.steps > lim.max_steps:
-            raise GenimageError(f"steps: at most {lim.max_steps} on this service, got {options.steps}")
+        self._check_job_size(seed, n, options.steps)
         run = max(canvas.spec.steps_to_run(options.steps), 1)
         nfe = run * _evals_per_step(options.sampler) * canvas.rows * n
         if nfe > lim.max_nfe:
@@ -315,7 +319,7 @@ class Studio:
         """An upload upscaled by the bundled upscaler ``name`` (see :meth:`upscaler_for`)."""
         from genimage.editing.superres import upscale_canvas
 
-        extra = [k for k, v in given.items() if v not in (None, "", 1 if k == "resample" else None)]
+        extra = [k for k, v in given.items() if v not in (None, "")]
         if extra:
             raise GenimageError(f"{', '.join(extra)}: not used by an upscale with {name} (a trained upscaler "
                                 f"conditioned on the image only); leave {'it' if len(extra) == 1 else 'them'} out")
@@ -323,7 +327,7 @@ class Studio:
         loaded = self.upscaler(name)
         with self._decode:
             canvas = upscale_canvas(image, loaded, int(upscale), name=name, strength=strength)
-        return self._upscale_work("edit", pipe, name, canvas, seed=seed, n=n, steps=steps, sampler=sampler,
+        return self._upscale_work("edit", pipe, name, loaded, canvas, seed=seed, n=n, steps=steps, sampler=sampler,
                                   schedule=schedule)
 
     def model_for_record(self, ref: str) -> str:
@@ -428,12 +432,7 @@ class Studio:
     def _work(self, kind: str, pipe, model: str, *, seed: int, n: int, labels, prompts, negative, options,
               edit=None, expect=None) -> Work:
         lim = self.limits
-        if not 1 <= n <= lim.max_images:
-            raise GenimageError(f"n must be between 1 and {lim.max_images} (this service's limit), got {n}")
-        if seed + n - 1 > 2**63 - 1:
-            raise GenimageError("seed: seed + n - 1 must stay below 2^63")
-        if options.steps > lim.max_steps:
-            raise GenimageError(f"steps: at most {lim.max_steps} on this service, got {options.steps}")
+        self._check_job_size(seed, n, options.steps)
         from genimage.editing.canvas import CanvasEdit
 
         spec = edit.spec if isinstance(edit, CanvasEdit) else edit
@@ -475,14 +474,14 @@ class Studio:
             raise GenimageError(f"steps: at most {self.limits.max_steps} on this service, got {steps}")
         name = self.default_model if model is None else model
         pipe = self.pipeline(name)
-        options = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
-        edit = None
         if image is not None and (upscaler := self.upscaler_for(pipe, upscale)):
             return self._prepare_upscale(pipe, upscaler, image=image, upscale=int(upscale), seed=seed, n=n,
                                          steps=steps, sampler=sampler, schedule=schedule, strength=strength,
                                          given={"prompt": prompt, "label": label, "negative": negative,
                                                 "guidance": guidance, "mask": mask, "extend": extend,
-                                                "resample": resample})
+                                                "resample": resample if resample != 1 else None})
+        options = pipe.options(sampler=sampler, schedule=schedule, steps=steps, guidance=guidance)
+        edit = None
         if image is not None:
             edit = self._edit_spec(pipe, image, mask, extend, strength, resample, upscale)
         elif mask is not None or extend or upscale or strength is not None or resample != 1:
@@ -570,7 +569,7 @@ class Studio:
             raise GenimageError("png: its generation record is damaged") from None
         with self._decode:
             canvas = canvas_from_record(record.edit, image, None, loaded.config.image_size, loaded.config.channels)
-        return self._upscale_work("replay", self.pipeline(None), name, canvas, seed=int(record.seed), n=1,
+        return self._upscale_work("replay", self.pipeline(None), name, loaded, canvas, seed=int(record.seed), n=1,
                                   steps=int(record.steps), sampler=record.sampler, schedule=record.schedule,
                                   consistent=consistent, expect=expect)
 
