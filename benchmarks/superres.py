@@ -1,7 +1,7 @@
 """x4 super-resolution measured against ground truth: the trained upscaler vs bicubic (vs DDNM).
 
 Held-out high-resolution images ``x`` (photo crops of the ``eval`` split — pixel rows the training
-split never sees — and shapes scenes) are degraded to ``y = A x`` (4 x 4 block means, the operator
+split never sees — and shapes scenes; with ``--tiled`` also images twice the window's size, upscaled tile by tile) are degraded to ``y = A x`` (4 x 4 block means, the operator
 both the upscaler and DDNM assume) and upscaled back; each output ``o`` is scored against ``x``:
 
 * PSNR (dB, on [0, 1]);
@@ -16,6 +16,7 @@ path (``genimage edit --upscale 4`` with a pixel-space generator) is run where t
 allow it and reported as not applicable otherwise.
 
     python benchmarks/superres.py --model src/genimage/weights/photos-x4 --n 64
+    python benchmarks/superres.py --model runs/sr-shapes --n 32 --tiled 8 --tiled-data shapes   # 32 -> 128 px
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["1:1", "8:1", "4:0.5"],
                     help="STEPS:STRENGTH of the upscaler runs (strength < 1 starts from the noised bicubic image)")
     ap.add_argument("--tiled", type=int, default=16, help="128 px crops upscaled tile by tile (0 = skip)")
+    ap.add_argument("--tiled-data", choices=["photos", "shapes"], default="photos",
+                    help="what the tiled set is made of: eval-split photo crops or shapes scenes at twice the window")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -85,9 +88,10 @@ def main() -> None:
                 "psnr": float(psnr(o, x).mean()), "perceptual": float(perceptual_distance(o, x).mean()),
                 "consistency_levels": float((degrade(o, f) - y).abs().mean() * 127.5), "s_per_image": dt}
     if args.tiled:
-        big = stack(load_builtin("photos", image_size=2 * size, split="eval", seed=5, length=args.tiled), args.tiled)
+        big = stack(load_builtin(args.tiled_data, image_size=2 * size, split="eval", seed=5, length=args.tiled),
+                    args.tiled)
         y = degrade(big, f)
-        set_name = f"photos eval {2 * size} px, tiled"
+        set_name = f"{args.tiled_data} eval {2 * size} px, tiled"
         results[set_name] = {}
         for name, k, st, consistent in [("bicubic", 0, 1.0, False)] + [
                 (f"upscaler tiled, {label(k, st)}, consistent", k, st, True) for k, st in configs]:
