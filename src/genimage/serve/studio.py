@@ -468,10 +468,7 @@ class Studio:
         ``seed .. seed + n - 1`` and return its :class:`Work`; raises
         :class:`~genimage.errors.GenimageError` (a 400) for anything wrong, before any compute."""
         self._check_text(prompt=prompt, negative=negative, label=label)
-        if not 1 <= n <= self.limits.max_images:
-            raise GenimageError(f"n must be between 1 and {self.limits.max_images} (this service's limit), got {n}")
-        if steps is not None and steps > self.limits.max_steps:
-            raise GenimageError(f"steps: at most {self.limits.max_steps} on this service, got {steps}")
+        self._check_job_size(seed, n, steps or 0)  # before a model loads; again once the steps are resolved
         name = self.default_model if model is None else model
         pipe = self.pipeline(name)
         if image is not None and (upscaler := self.upscaler_for(pipe, upscale)):
