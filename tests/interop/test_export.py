@@ -104,12 +104,18 @@ def test_an_unconditional_vp_export_is_a_ddim_pipeline(tmp_path):
     ("latent_text", "cannot be exported"),
     ("dit", "'dit' backbone cannot be exported"),
     ("edm", "cannot be exported"),
+    ("coords", "coordinate channels cannot be exported"),
 ])
 def test_what_cannot_be_exported_says_why(tmp_path, tiny_model_dir, what, message):
     if what == "latent_text":
         src = "shapes"
     elif what == "dit":
         src = tiny_model_dir
+    elif what == "coords":
+        bc = {**backbone_config("unet", "tiny", image_size=8, channels=1), "coord_channels": True}
+        mc = ModelConfig(backbone="unet", backbone_config=bc, objective="flow-matching", path="linear",
+                         prediction="velocity", image_size=8, channels=1)
+        src = save_model(tmp_path / "coords", mc, build_denoiser(mc).network.state_dict())
     else:
         bc = backbone_config("unet", "tiny", image_size=8, channels=1)
         mc = ModelConfig(backbone="unet", backbone_config=bc, objective="edm", path="edm", prediction="edm",

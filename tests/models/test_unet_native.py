@@ -18,6 +18,9 @@ CONFIGS = {
     "no text, attention everywhere": dict(image_size=8, in_channels=3, block_out_channels=(16, 16, 32),
                                           layers_per_block=2, attention_levels=(True, False, True),
                                           norm_num_groups=8, attention_head_dim=8),
+    "text, coordinate channels": dict(image_size=8, in_channels=4, block_out_channels=(16, 32),
+                                      attention_levels=(True, True), norm_num_groups=8, attention_head_dim=16,
+                                      text_dim=24, max_text_len=4, coord_channels=True),
 }
 
 

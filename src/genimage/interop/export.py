@@ -53,6 +53,9 @@ def check_exportable(config) -> str:
     if config.backbone != "unet":
         raise GenimageError(f"a {config.backbone!r} backbone cannot be exported: diffusers' equivalent of genimage's "
                             f"UNet is UNet2DModel; its DiT transformer is another architecture")
+    if config.backbone_config.get("coord_channels"):
+        raise GenimageError("a UNet with coordinate channels cannot be exported: diffusers' UNet2DModel does not "
+                            "append them to its input")
     if config.autoencoder:
         raise GenimageError("a latent model cannot be exported: genimage's autoencoder is not diffusers' AutoencoderKL")
     if config.text_encoder or config.backbone_config.get("text_dim"):

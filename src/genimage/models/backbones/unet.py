@@ -53,6 +53,12 @@ class UNetConfig:
         text_dim: Width of the per-token text states (diffusers' ``cross_attention_dim``);
             0 disables text conditioning and uses ``UNet2DModel``.
         max_text_len: Longest text sequence accepted.
+        coord_channels: Append two fixed coordinate channels (x and y from -1 to 1 across the
+            input) to the input before the first convolution: CoordConv (Liu et al. 2018, "An
+            intriguing failing of convolutional neural networks and the CoordConv solution",
+            Sec. 3), so the network knows where it is without inferring it from the zero
+            padding; for prompts that place objects ("left of", "above"). The network then
+            takes ``in_channels + 2`` channels and its last 2 output channels are dropped.
     """
 
     image_size: int = 32
@@ -66,6 +72,7 @@ class UNetConfig:
     num_classes: int = 0
     text_dim: int = 0
     max_text_len: int = 32
+    coord_channels: bool = False
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists.
@@ -109,6 +116,7 @@ class UNet(nn.Module):
         super().__init__()
         self.config = cfg = config
         levels = len(cfg.block_out_channels)
+        net_in = cfg.in_channels + (2 if cfg.coord_channels else 0)
         if impl not in ("native", "diffusers"):
             raise GenimageError(f"UNet impl must be 'native' or 'diffusers', got {impl!r}")
         if impl == "native":
@@ -116,7 +124,7 @@ class UNet(nn.Module):
 
             heads = tuple(max(ch // cfg.attention_head_dim, 1) for ch in cfg.block_out_channels)
             self.diffusers_model = NativeUNet(
-                in_channels=cfg.in_channels, block_out_channels=cfg.block_out_channels,
+                in_channels=net_in, block_out_channels=cfg.block_out_channels,
                 layers_per_block=cfg.layers_per_block, attention_levels=cfg.attention_levels,
                 attention_head_dim=cfg.attention_head_dim, heads=heads, norm_num_groups=cfg.norm_num_groups,
                 dropout=cfg.dropout, num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else 0,
@@ -128,8 +136,8 @@ class UNet(nn.Module):
             return
         common = dict(
             sample_size=cfg.image_size,
-            in_channels=cfg.in_channels,
-            out_channels=cfg.in_channels,
+            in_channels=net_in,
+            out_channels=net_in,
             block_out_channels=cfg.block_out_channels,
             layers_per_block=cfg.layers_per_block,
             norm_num_groups=cfg.norm_num_groups,
@@ -216,6 +224,8 @@ class UNet(nn.Module):
             mask = None if mask is None else mask.expand(2, -1)
         if text is not None:
             text, mask = self.null_text(text, mask)
+        if cfg.coord_channels:
+            x = torch.cat([x, coordinate_channels(x)], dim=1)
         extra = {} if control is None else control(x, c_noise, idx, text, mask)
         if text is None:
             out = self.diffusers_model(x, c_noise, class_labels=idx, return_dict=False, **extra)[0]
@@ -229,7 +239,16 @@ class UNet(nn.Module):
                 return_dict=False,
                 **extra,
             )[0]
-        return out[:b].to(x.dtype)
+        return out[:b, : cfg.in_channels].to(x.dtype)
+
+
+def coordinate_channels(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 2, H, W)``: the column (x) and row (y) coordinate of each position of ``x``,
+    each from -1 (left / top) to 1 (right / bottom), in ``x``'s dtype and device (CoordConv)."""
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(h, 1).expand(h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, w).expand(h, w)
+    return torch.stack([xs, ys]).unsqueeze(0).expand(b, -1, -1, -1)
 
 
 BACKBONES.register("unet")((UNetConfig, UNet))
