@@ -12,11 +12,13 @@ both the upscaler and DDNM assume) and upscaled back; each output ``o`` is score
 Methods: bicubic; bicubic back-projected (DDNM's consistency step alone: ``o + A^+(y - A o)``); the
 upscaler (``--model``) with 1 and N Euler steps, from noise or (strength < 1) from the bicubic image
 noised to an intermediate time, free or with DDNM's projection at every step (``consistent``); on 128 px crops the upscaler runs tile by tile (editing/canvas.py). Today's DDNM
-path (``genimage edit --upscale 4`` with a pixel-space generator) is run where the bundled models
-allow it and reported as not applicable otherwise.
+path (``genimage edit --upscale 4 --upscaler ddnm --model PRIOR`` with a pixel-space generator of the
+high-resolution images) runs with ``--ddnm-model PRIOR`` on the 64 px set of the prior's data
+(``--ddnm-data``), at each ``--ddnm-configs`` STEPS:STRENGTH.
 
     python benchmarks/superres.py --model src/genimage/weights/photos-x4 --n 64
     python benchmarks/superres.py --model runs/sr-shapes --n 32 --tiled 8 --tiled-data shapes   # 32 -> 128 px
+    python benchmarks/superres.py --model runs/sr-shapes --n 32 --ddnm-model runs/shapes64-pixel --ddnm-data shapes
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def main() -> None:
     ap.add_argument("--tiled", type=int, default=16, help="128 px crops upscaled tile by tile (0 = skip)")
     ap.add_argument("--tiled-data", choices=["photos", "shapes"], default="photos",
                     help="what the tiled set is made of: eval-split photo crops or shapes scenes at twice the window")
+    ap.add_argument("--ddnm-model", default=None,
+                    help="a pixel-space generator at the window's size: DDNM rows with it as the prior")
+    ap.add_argument("--ddnm-data", choices=["photos", "shapes"], default="shapes",
+                    help="the 64 px set the DDNM prior models")
+    ap.add_argument("--ddnm-configs", nargs="+", default=["16:1", "8:0.5"],
+                    help="STEPS:STRENGTH of the DDNM runs")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -76,11 +84,25 @@ def main() -> None:
             name = f"upscaler, {label(k, st)}" + (", consistent" if consistent else "")
             methods[name] = (lambda y, k=k, st=st, c=consistent: model.upscale(
                 y, generators_for_seeds(list(range(len(y)))), steps=k, consistent=c, strength=st))
+    ddnm_methods = {}
+    if args.ddnm_model:
+        from genimage.editing.spec import EditSpec
+        from genimage.pipeline import Pipeline
+
+        prior = Pipeline.from_pretrained(args.ddnm_model)
+        if prior.config.image_size != size or prior.config.autoencoder is not None:
+            raise SystemExit(f"--ddnm-model must be a pixel-space model of {size} px images")
+        for cfg in args.ddnm_configs:
+            k, st = int(cfg.split(":")[0]), float(cfg.split(":")[1])
+            ddnm_methods[f"DDNM ({args.ddnm_model}), {label(k, st)}"] = (
+                lambda y, k=k, st=st: prior(list(range(len(y))), options=prior.options(steps=k, bf16=False),
+                                            batch_size=16, edit=EditSpec.upscale(y, size, st)))
     results: dict[str, dict[str, dict[str, float]]] = {}
     for set_name, x in sets.items():
         y = degrade(x, f)
         results[set_name] = {}
-        for name, fn in methods.items():
+        extra = ddnm_methods if set_name.startswith(args.ddnm_data) else {}
+        for name, fn in {**methods, **extra}.items():
             t0 = time.perf_counter()
             o = fn(y).float()
             dt = (time.perf_counter() - t0) / len(x)
