@@ -160,7 +160,7 @@ def _to_png(image: torch.Tensor, path):
 
 
 def _from_png(path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
 
 
 def test_bundled_shapes_upscaler_beats_bicubic_on_held_out_scenes_and_tiles_32_to_128(tmp_path):

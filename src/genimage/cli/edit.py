@@ -60,7 +60,8 @@ def edit(
     control: ControlOpt = None, control_kind: ControlKindOpt = None, control_scale: ControlScaleOpt = None,
     control_model: ControlModelOpt = None,
     upscaler: Annotated[Optional[str], typer.Option(
-        help="--upscale with a trained upscaler (genimage train --family superres) or 'ddnm' (DDNM with --model)",
+        help="--upscale with a trained upscaler (genimage train --family superres; bundled: photos-x4, shapes-x4) "
+             "or 'ddnm' (DDNM with --model)",
         show_default="--model if it is an upscaler; else the bundled photos-x4 (x4, RGB, tiles of 16 -> 64 px) "
                      "when --model is a latent model such as the default shapes; else ddnm")] = None,
     style: Annotated[Optional[Path], typer.Option(
