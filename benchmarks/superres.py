@@ -73,7 +73,11 @@ def main() -> None:
         return (o + block_repeat(y - degrade(o, f), f)).clamp(-1, 1)
 
     methods = {"bicubic": lambda y: upsample(y, f), "bicubic, back-projected": lambda y: back_project(upsample(y, f), y)}
-    configs = [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.configs]
+
+    def parse_configs(specs):
+        return [(int(c.split(":")[0]), float(c.split(":")[1])) for c in specs]
+
+    configs = parse_configs(args.configs)
 
     def label(k, st):
         run = min(int(k * st + 1e-9), k)
@@ -92,8 +96,7 @@ def main() -> None:
         prior = Pipeline.from_pretrained(args.ddnm_model)
         if prior.config.image_size != size or prior.config.autoencoder is not None:
             raise SystemExit(f"--ddnm-model must be a pixel-space model of {size} px images")
-        for cfg in args.ddnm_configs:
-            k, st = int(cfg.split(":")[0]), float(cfg.split(":")[1])
+        for k, st in parse_configs(args.ddnm_configs):
             ddnm_methods[f"DDNM ({args.ddnm_model}), {label(k, st)}"] = (
                 lambda y, k=k, st=st: prior(list(range(len(y))), options=prior.options(steps=k, bf16=False),
                                             batch_size=16, edit=EditSpec.upscale(y, size, st)))

@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from genimage.cli.main import app
+from genimage.data.image_io import pil_to_tensor, tensor_to_pil
 from genimage.errors import GenimageError
 from genimage.families.superres import degrade, upsample
 from genimage.provenance.record import read_record
@@ -154,13 +155,12 @@ def test_bundled_photo_upscaler_works_by_default_on_any_rgb_image(tmp_path):
 
 
 def _to_png(image: torch.Tensor, path):
-    arr = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(arr).save(path)
+    tensor_to_pil(image).save(path)
     return path
 
 
 def _from_png(path) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+    return pil_to_tensor(Image.open(path).convert("RGB"))
 
 
 def test_bundled_shapes_upscaler_beats_bicubic_on_held_out_scenes_and_tiles_32_to_128(tmp_path):
