@@ -1,7 +1,7 @@
 """Can a noise-space mark (Gaussian Shading) be read back from a PIXEL model's images? (issue 18 item 1)
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/noise_watermark_pixel.py [-n 300] [--model digits]
-        [--steps 16 32] [--attacks] [--exact]
+        [--steps 16 32] [--attacks] [--exact] [--patterns 1 16 64] [--inversions null label]
 
 No autoencoder stands between the image and the noise here, unlike the latent shapes model
 (``benchmarks/noise_watermark.py``). For ``n`` seeds (labels ``seed mod 10``), generated with
@@ -18,7 +18,10 @@ the fraction called marked at ``z > 3.09`` (p < 0.001), and TPR at the 1% FPR th
 unmarked + real scores. ``--attacks`` adds Gaussian noise and brightness on the 8-bit images
 (geometric attacks and JPEG are meaningless at 8x8 pixels). Cost: FD of the marked and the
 unmarked 8-bit samples to the real digits (train + eval split, the digits feature net) and the
-share recognized by the digits classifier (confidence >= 0.9) with its label accuracy.
+share recognized by the digits classifier (confidence >= 0.9) with its label accuracy; a second
+unmarked set (seeds n..2n-1) shows how much FD moves by the seeds alone. ``--patterns`` makes one
+marked set per number of keyed sign patterns ``M`` (:func:`genimage.provenance.noise_mark.shade`),
+each scored against its ``M`` patterns, and reports how often the right pattern wins.
 """
 
 from __future__ import annotations
@@ -38,10 +41,17 @@ from genimage.pipeline import Pipeline
 from genimage.provenance import dwtdct
 from genimage.provenance import noise_mark as N
 from genimage.provenance import watermark as wm
+from genimage.samplers.noise import generators_for_seeds, randn
 
 
 def quantise(x: torch.Tensor) -> torch.Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def _noise(seeds: list[int], pipe) -> torch.Tensor:
+    """The seeds' ordinary initial noise (what picks each image's pattern)."""
+    c, s = pipe.config.channels, pipe.config.image_size
+    return randn((len(seeds), c, s, s), generators_for_seeds(seeds))
 
 
 def main() -> None:
@@ -52,6 +62,9 @@ def main() -> None:
     ap.add_argument("--attacks", action="store_true")
     ap.add_argument("--exact", action="store_true", help="also invert the float outputs (before 8-bit rounding)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--patterns", type=int, nargs="+", default=[1],
+                    help="numbers of keyed sign patterns the marked images are spread over (one marked set each)")
+    ap.add_argument("--inversions", nargs="+", choices=("null", "label"), default=["null", "label"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -64,7 +77,6 @@ def main() -> None:
     entry = {"method": N.METHOD, "key_id": wm.key_id(key), "message": msg.hex()}
     n = args.n
     seeds = list(range(n))
-    labels = [s % 10 for s in seeds]
     data = load_builtin("digits", split="eval") if args.model.startswith("digits") else None
     real = torch.stack([data[i]["image"] for i in range(min(n, len(data)))])  # FD also uses them
     train = load_builtin("digits", split="train")
@@ -73,13 +85,16 @@ def main() -> None:
     c, s = pipe.config.channels, pipe.config.image_size
     print(f"{args.model}: n = {n} marked, {n} unmarked, {len(real)} real; noise {c}x{s}x{s} ({c * s * s} elements); "
           f"public default key, message {msg.hex()}")
-    print("\n| sampler steps | input to the inversion | inversion | agreement marked / unmarked / real | median z marked / unmarked "
-          "/ real | called marked (z > 3.09) marked / unmarked / real | TPR at 1% FPR |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| sampler steps | patterns M | input to the inversion | inversion | agreement marked / unmarked / real | median z "
+          "marked / unmarked / real | called marked (z > 3.09) marked / unmarked / real | right pattern | TPR at 1% FPR |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for steps in args.steps:
         o = pipe.options(steps=steps, bf16=False)
-        out = {name: generate(d, pipe.config, pipe.conditioner, seeds=seeds, labels=labels, options=o, noise_mark=mark)
-               for name, mark in (("marked", entry), ("unmarked", None))}
+        gen = lambda sd, mark: generate(d, pipe.config, pipe.conditioner, seeds=sd, labels=[v % 10 for v in sd],  # noqa: E731
+                                        options=o, noise_mark=mark)
+        out = {"unmarked": gen(seeds, None)}
+        for m in args.patterns:
+            out[f"marked M={m}"] = gen(seeds, {**entry, "patterns": m})
         inputs = {"saved 8-bit image": {k: quantise(v) for k, v in out.items()}}
         if args.exact:
             inputs["exact sampler output (float)"] = dict(out)
@@ -99,21 +114,29 @@ def main() -> None:
                                         * std / 127.5)
             else:
                 imgs["real"] = quantise((real + 1) * 1.2 - 1)
-            for search in (False, True):
-                res = {k: N.detect(pipe, v, key, msg, steps=steps, label_search=search) for k, v in imgs.items()}
-                neg = torch.cat([res["unmarked"]["z"], res["real"]["z"]]).numpy()
-                thr = np.quantile(neg, 0.99)
-                tpr = float((res["marked"]["z"].numpy() > thr).mean())
-                ks = ("marked", "unmarked", "real")
-                cells = [" / ".join(f"{float(res[k]['agreement'].mean()):.3f}" for k in ks),
-                         " / ".join(f"{float(res[k]['z'].median()):.1f}" for k in ks),
-                         " / ".join(f"{float((res[k]['z'] > N.DETECTION_Z).float().mean()):.2f}" for k in ks)]
-                how = "label search, guided" if search else "null label, no guidance"
-                print(f"| {steps} | {name} | {how} | " + " | ".join(cells) + f" | {tpr:.3f} |", flush=True)
+            for search in args.inversions:
+                # invert each set once; score it against 1..M patterns (the scoring is cheap)
+                inv = {k: N.invert_images(pipe, v, steps=steps, label_search=search == "label") for k, v in imgs.items()}
+                for m in args.patterns:
+                    res = {k: N.score_candidates(inv[k], key, msg, m) for k in ("unmarked", "real", f"marked M={m}")}
+                    res["marked"] = res[f"marked M={m}"]
+                    neg = torch.cat([res["unmarked"]["z"], res["real"]["z"]]).numpy()
+                    thr = np.quantile(neg, 0.99)
+                    tpr = float((res["marked"]["z"].numpy() > thr).mean())
+                    ks = ("marked", "unmarked", "real")
+                    cells = [" / ".join(f"{float(res[k]['agreement'].mean()):.3f}" for k in ks),
+                             " / ".join(f"{float(res[k]['z'].median()):.1f}" for k in ks),
+                             " / ".join(f"{float((res[k]['z'] > N.DETECTION_Z).float().mean()):.2f}" for k in ks)]
+                    right = float((res["marked"]["pattern"] == N.pattern_index(key, _noise(seeds, pipe), m)).float().mean())
+                    how = "label search, guided" if search == "label" else "null label, no guidance"
+                    print(f"| {steps} | {m} | {name} | {how} | " + " | ".join(cells) + f" | {right:.2f} | {tpr:.3f} |",
+                          flush=True)
         feats = net.features(torch.cat([real, load_train]))
-        for k in ("marked", "unmarked"):
-            x = quantise(out[k])
-            r = digits_recognizability(x, labels, net=net)
+        other = list(range(n, 2 * n))  # FD's own spread: the same statistic on a second set of seeds
+        for k, x in [*out.items(), ("unmarked, seeds n..2n-1", gen(other, None))]:
+            x = quantise(x)
+            lab = [v % 10 for v in (other if "seeds n" in k else seeds)]
+            r = digits_recognizability(x, lab, net=net)
             print(f"  {steps} steps, {k}: FD to the 1,797 real digits {frechet_distance(net.features(x), feats):.2f}, "
                   f"recognized {r['confident_fraction']:.3f}, label accuracy {r['accuracy_vs_labels']:.3f}", flush=True)
     print(f"\ntotal {time.time() - t0:.0f}s")

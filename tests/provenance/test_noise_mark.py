@@ -32,6 +32,25 @@ def test_shaded_noise_is_standard_normal_with_the_keyed_signs():
         N.target_bits("k", bytes(40), (4, 8, 8))
 
 
+def test_images_spread_over_keyed_sign_patterns_are_each_found_with_their_pattern():
+    """patterns=M: each image gets one of M keyed sign patterns, chosen by its own noise (the
+    same noise picks the same pattern again); scoring against all M finds the right one."""
+    eps = randn((64, 4, 8, 8), generators_for_seeds(range(64)))
+    z = N.shade(eps, "k", MSG, patterns=8)
+    assert torch.equal(z.abs(), eps.abs()) and torch.equal(z, N.shade(eps.clone(), "k", MSG, patterns=8))
+    idx = N.pattern_index("k", eps, 8)
+    assert len(set(idx.tolist())) >= 6  # spread, not one shared orthant
+    assert torch.equal(N.shade(eps, "k", MSG), N.shade(eps, "k", MSG, patterns=1))  # 1 = the original scheme
+    # the shared mean of the batch shrinks as the signs are spread
+    assert float(z.mean(0).abs().mean()) < 0.6 * float(N.shade(eps, "k", MSG).mean(0).abs().mean())
+    s = N.score_noise(z, "k", MSG, patterns=8)
+    assert torch.equal(s["pattern"], idx) and (s["agreement"] == 1).all() and (s["bit_accuracy"] == 1).all()
+    entry = {"method": N.METHOD, "key_id": wm.key_id(wm.watermark_key()), "message": MSG.hex(), "patterns": 8}
+    assert torch.equal(N.apply_entry(eps, entry), N.shade(eps, wm.watermark_key(), MSG, patterns=8))
+    with pytest.raises(GenimageError, match="at least 1"):
+        N.pattern_index("k", eps, 0)
+
+
 def test_generation_hook_and_ode_inversion_round_trip(tiny_model_dir):
     """Marked noise through genimage's Euler sampler and back by inversion: the tiny pixel model's
     images carry the message; unmarked images of the same seeds do not."""

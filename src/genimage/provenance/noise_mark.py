@@ -19,7 +19,12 @@ Image Watermarking for Diffusion Models", Sec. 3) with one bit per noise element
 
 Caveat measured, not assumed: with one key and one message, every image's noise has the same
 signs. Each image is still a draw from the model's distribution, but two images are no longer
-independent of each other (``benchmarks/noise_watermark.py`` reports FD with and without).
+independent of each other: the batch's noise mean moves to the orthant's centre, which shows as
+a higher FD (``benchmarks/noise_watermark_pixel.py`` reports FD with and without). ``patterns =
+M > 1`` spreads images over ``M`` keyed sign patterns (the keystream's nonce is the pattern
+index, chosen per image by a keyed hash of its own noise magnitudes, so replay picks the same);
+the shared mean shrinks by ``1/sqrt(M)``. The detector scores every pattern and keeps the best,
+which raises unmarked scores by about ``sqrt(2 ln M)``: a trade measured, not assumed.
 """
 
 from __future__ import annotations
@@ -35,12 +40,12 @@ DETECTION_Z = 3.0902  # one-sided p = 1e-3, as the other marks
 METHOD = "gaussian-shading"
 
 
-def keystream_bits(key: str, n: int) -> torch.Tensor:
-    """``n`` pseudo-random bits (0/1, uint8) of ChaCha20 keyed by sha256(``key``)."""
+def keystream_bits(key: str, n: int, pattern: int = 0) -> torch.Tensor:
+    """``n`` pseudo-random bits (0/1, uint8) of ChaCha20 keyed by sha256(``key``), nonce = ``pattern``."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
     k = hashlib.sha256(f"gaussian-shading|{key}".encode("utf-8")).digest()
-    nonce = b"\x00" * 16
+    nonce = int(pattern).to_bytes(16, "little")
     enc = Cipher(algorithms.ChaCha20(k, nonce), mode=None).encryptor()
     raw = enc.update(b"\x00" * ((n + 7) // 8))
     bits = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
@@ -52,19 +57,35 @@ def message_bits(message: bytes) -> torch.Tensor:
     return ((m[:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1).flatten()
 
 
-def target_bits(key: str, message: bytes, shape: tuple[int, ...]) -> torch.Tensor:
-    """The sign bits ``m`` ``shape`` (per-sample noise shape ``(C, H, W)``): message repeated, XOR keystream."""
+def target_bits(key: str, message: bytes, shape: tuple[int, ...], pattern: int = 0) -> torch.Tensor:
+    """The sign bits ``m`` ``shape`` (per-sample noise shape ``(C, H, W)``): message repeated, XOR
+    the keystream of sign pattern ``pattern``."""
     n = math.prod(shape)
     s = message_bits(message)
     if len(s) == 0 or len(s) > n:
         raise GenimageError(f"a {len(s)}-bit message does not fit in noise of {n} elements")
     rep = s.repeat((n + len(s) - 1) // len(s))[:n]
-    return (rep ^ keystream_bits(key, n)).reshape(shape)
+    return (rep ^ keystream_bits(key, n, pattern)).reshape(shape)
 
 
-def shade(eps: torch.Tensor, key: str, message: bytes) -> torch.Tensor:
-    """Noise ``(B, C, H, W)`` with the signs the key and message select (step 2)."""
-    m = target_bits(key, message, tuple(eps.shape[1:])).to(eps.device)
+def pattern_index(key: str, eps: torch.Tensor, patterns: int) -> torch.Tensor:
+    """Per image of ``eps`` ``(B, ...)``, which of ``patterns`` sign patterns it gets: a keyed
+    sha256 of its noise magnitudes (which shading keeps), so the same seed picks the same one."""
+    if patterns < 1:
+        raise GenimageError(f"patterns must be at least 1, got {patterns}")
+    if patterns == 1:
+        return torch.zeros(len(eps), dtype=torch.long)
+    mags = eps.detach().abs().float().cpu().numpy()
+    tag = f"gaussian-shading-pattern|{key}|".encode("utf-8")
+    return torch.tensor([int.from_bytes(hashlib.sha256(tag + row.tobytes()).digest()[:8], "little") % patterns
+                         for row in mags], dtype=torch.long)
+
+
+def shade(eps: torch.Tensor, key: str, message: bytes, patterns: int = 1) -> torch.Tensor:
+    """Noise ``(B, C, H, W)`` with the signs the key, message and each image's pattern select (step 2)."""
+    shape = tuple(eps.shape[1:])
+    idx = pattern_index(key, eps, patterns)
+    m = torch.stack([target_bits(key, message, shape, int(j)) for j in idx]).to(eps.device)
     return eps.abs() * (m.to(eps.dtype) * 2 - 1)
 
 
@@ -77,7 +98,7 @@ def apply_entry(eps: torch.Tensor, entry: dict | None) -> torch.Tensor:
     key = recorded_key(entry, "noise watermark")
     if entry.get("method") != METHOD:
         raise GenimageError(f"unknown noise watermark {entry.get('method')!r}; this genimage knows {METHOD}")
-    return shade(eps, key, bytes.fromhex(entry["message"]))
+    return shade(eps, key, bytes.fromhex(entry["message"]), int(entry.get("patterns", 1)))
 
 
 @torch.no_grad()
@@ -123,28 +144,84 @@ def invert_decoder(autoencoder, images: torch.Tensor, latents: torch.Tensor, ste
     return z.detach()
 
 
-def score_noise(noise: torch.Tensor, key: str, message: bytes) -> dict:
-    """Scores of inverted noise ``(B, C, H, W)``: ``z`` (B,), sign ``agreement`` (B,), and
-    ``bit_accuracy`` (B,) of the majority-decoded message."""
+def score_noise(noise: torch.Tensor, key: str, message: bytes, patterns: int = 1) -> dict:
+    """Scores of inverted noise ``(B, C, H, W)``: ``z`` (B,), sign ``agreement`` (B,),
+    ``bit_accuracy`` (B,) of the majority-decoded message, and the best-agreeing ``pattern``
+    (B,) of ``patterns`` (each image is scored against every pattern; the best one is kept)."""
     shape = tuple(noise.shape[1:])
-    m = target_bits(key, message, shape).flatten()
+    n = math.prod(shape)
     got = (noise.flatten(1) > 0).to(torch.uint8)
-    agree = (got == m).float().mean(1)
-    n = m.numel()
+    agree = torch.stack([(got == target_bits(key, message, shape, j).flatten()).float().mean(1)
+                         for j in range(patterns)])  # (patterns, B)
+    best = agree.argmax(0)
+    agree = agree.gather(0, best[None])[0]
     z = (agree - 0.5) * 2 * math.sqrt(n)
     s = message_bits(message)
     k = len(s)
-    plain = got ^ keystream_bits(key, n)[None]  # the repeated message, as read
+    streams = torch.stack([keystream_bits(key, n, j) for j in range(patterns)])
+    plain = got ^ streams[best]  # the repeated message, as read
     idx = torch.arange(n) % k
     ones = torch.zeros(len(noise), k).index_add_(1, idx, plain.float())
     count = torch.bincount(idx, minlength=k).float()
     bits = (ones / count > 0.5).to(torch.uint8)
-    return {"z": z, "agreement": agree, "bit_accuracy": (bits == s[None]).float().mean(1)}
+    return {"z": z, "agreement": agree, "bit_accuracy": (bits == s[None]).float().mean(1), "pattern": best}
+
+
+def invert_images(pipe, images: torch.Tensor, steps: int | None = None, batch_size: int = 100,
+                  decoder_steps: int = 0, label_search: bool = False, guidance: float | None = None) -> torch.Tensor:
+    """The initial noise ``pipe``'s sampler would have started from to make ``images``.
+
+    Returns ``(K, B, C, H, W)``: ``K = 1`` (null label or empty prompt, no guidance), or with
+    ``label_search`` one inversion per class (``K = num_classes``, guided). See :func:`detect`.
+    """
+    from genimage.samplers.timesteps import make_schedule
+
+    ae = None
+    if pipe.config.autoencoder:
+        from genimage.latent.autoencoder import attached_autoencoder
+
+        ae = attached_autoencoder(pipe.loaded.denoiser)
+    if label_search and not pipe.conditioner.uses_labels:
+        raise GenimageError("label_search needs a class-conditional model; this one has no class labels")
+    o = pipe.options()
+    ts = make_schedule(o.schedule, pipe.loaded.denoiser.path, steps or o.steps)
+    dev = pipe.device
+    model = pipe.loaded.denoiser
+    if label_search:
+        from genimage.conditioning.cfg import CFGDenoiser
+
+        model = CFGDenoiser(model, o.guidance if guidance is None else guidance, interval=o.guidance_interval)
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(dev)
+        if ae is not None:  # a latent model: the encoder's posterior mean first
+            x = ae.model.to(dev).encode(x.float(), sample=False)
+            if decoder_steps:
+                x = invert_decoder(ae.model, images[i:i + batch_size].to(dev).float(), x, decoder_steps)
+        if label_search:
+            conds = [pipe.conditioner(labels=[label] * len(x), batch=len(x)) for label in range(pipe.config.num_classes)]
+        else:
+            conds = [pipe.conditioner(labels=[None] * len(x) if pipe.conditioner.uses_labels else None,
+                                      captions=[""] * len(x) if pipe.conditioner.uses_text else None, batch=len(x))]
+        out.append(torch.stack([invert(model, x, ts, None if c is None else {k: v.to(dev) for k, v in c.items()}).cpu()
+                                for c in conds]))
+    return torch.cat(out, 1)
+
+
+def score_candidates(noises: torch.Tensor, key: str, message: bytes, patterns: int = 1) -> dict:
+    """:func:`score_noise` of each candidate inversion ``(K, B, C, H, W)``; per image the
+    candidate with the highest ``z`` is kept (its index is ``"label"`` when ``K > 1``)."""
+    per = [score_noise(n, key, message, patterns) for n in noises]
+    best = torch.stack([r["z"] for r in per]).argmax(0)
+    out = {name: torch.stack([r[name] for r in per]).gather(0, best[None])[0] for name in per[0]}
+    if len(per) > 1:
+        out["label"] = best
+    return out
 
 
 def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | None = None,
            steps: int | None = None, batch_size: int = 100, decoder_steps: int = 0,
-           label_search: bool = False, guidance: float | None = None) -> dict:
+           label_search: bool = False, guidance: float | None = None, patterns: int = 1) -> dict:
     """Invert ``pipe``'s model from ``images`` ``(B, C, H, W)`` in ``[-1, 1]`` and score them.
 
     Args:
@@ -165,53 +242,17 @@ def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | 
             over classes raises the unmarked scores too, so calibrate the threshold on
             unmarked images (``benchmarks/noise_watermark_pixel.py`` measures it).
         guidance: Guidance of the label-search inversion; default the model's sampling guidance.
+        patterns: How many keyed sign patterns the marked images were spread over (the
+            record's ``patterns``); every one is scored and the best kept.
 
     Returns:
-        ``{"z", "agreement", "bit_accuracy"}`` (each ``(B,)``, see :func:`score_noise`), plus
-        ``"label"`` ``(B,)`` (the best class) with ``label_search``.
+        ``{"z", "agreement", "bit_accuracy", "pattern"}`` (each ``(B,)``, see :func:`score_noise`),
+        plus ``"label"`` ``(B,)`` (the best class) with ``label_search``.
     """
     from genimage.provenance.dwtdct import default_message
     from genimage.provenance.watermark import watermark_key
-    from genimage.samplers.timesteps import make_schedule
 
-    ae = None
-    if pipe.config.autoencoder:
-        from genimage.latent.autoencoder import attached_autoencoder
-
-        ae = attached_autoencoder(pipe.loaded.denoiser)
-    if label_search and not pipe.conditioner.uses_labels:
-        raise GenimageError("label_search needs a class-conditional model; this one has no class labels")
     key = key or watermark_key()
     message = message if message is not None else default_message(key)
-    o = pipe.options()
-    ts = make_schedule(o.schedule, pipe.loaded.denoiser.path, steps or o.steps)
-    dev = pipe.device
-    model = pipe.loaded.denoiser
-    if label_search:
-        from genimage.conditioning.cfg import CFGDenoiser
-
-        model = CFGDenoiser(model, o.guidance if guidance is None else guidance, interval=o.guidance_interval)
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(dev)
-        if ae is not None:  # a latent model: the encoder's posterior mean first
-            x = ae.model.to(dev).encode(x.float(), sample=False)
-            if decoder_steps:
-                x = invert_decoder(ae.model, images[i:i + batch_size].to(dev).float(), x, decoder_steps)
-        if not label_search:
-            cond = pipe.conditioner(labels=[None] * len(x) if pipe.conditioner.uses_labels else None,
-                                    captions=[""] * len(x) if pipe.conditioner.uses_text else None, batch=len(x))
-            cond = None if cond is None else {k: v.to(dev) for k, v in cond.items()}
-            out.append(score_noise(invert(model, x, ts, cond).cpu(), key, message))
-            continue
-        per_class = []
-        for label in range(pipe.config.num_classes):
-            cond = pipe.conditioner(labels=[label] * len(x), batch=len(x))
-            per_class.append(score_noise(invert(model, x, ts, {k: v.to(dev) for k, v in cond.items()}).cpu(), key,
-                                         message))
-        zs = torch.stack([r["z"] for r in per_class])
-        best = zs.argmax(0)
-        pick = lambda name: torch.stack([r[name] for r in per_class]).gather(0, best[None])[0]  # noqa: E731
-        out.append({"z": pick("z"), "agreement": pick("agreement"), "bit_accuracy": pick("bit_accuracy"),
-                    "label": best})
-    return {k: torch.cat([r[k] for r in out]) for k in out[0]}
+    noises = invert_images(pipe, images, steps, batch_size, decoder_steps, label_search, guidance)
+    return score_candidates(noises, key, message, patterns)
