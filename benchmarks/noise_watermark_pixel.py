@@ -54,6 +54,35 @@ def _noise(seeds: list[int], pipe) -> torch.Tensor:
     return randn((len(seeds), c, s, s), generators_for_seeds(seeds))
 
 
+def _quality_over_seed_sets(args, pipe, entry: dict, real: torch.Tensor, net) -> None:
+    """FD, recall and coverage (digits features, to all real digits) of ``--fd-sets`` disjoint
+    seed sets of ``n``, unmarked and marked with each ``M``: the spread over sets is the noise
+    a quality cost must exceed to be measurable."""
+    from genimage.metrics.prdc import prdc
+
+    d, n = pipe.loaded.denoiser, args.n
+    o = pipe.options(steps=args.steps[0], bf16=False)
+    feats = net.features(real)
+    rows = {"unmarked": None, **{f"marked M={m}": m for m in args.patterns}}
+    print(f"\n| noise ({args.fd_sets} disjoint sets of {n} seeds, {args.steps[0]} steps) | FD mean ± sd (per set) | "
+          "recall mean ± sd | coverage mean ± sd |")
+    print("|---|---|---|---|")
+    for name, m in rows.items():
+        fds, rec, cov = [], [], []
+        for k in range(args.fd_sets):
+            sd = list(range(k * n, (k + 1) * n))
+            x = quantise(generate(d, pipe.config, pipe.conditioner, seeds=sd, labels=[v % 10 for v in sd], options=o,
+                                  noise_mark=None if m is None else {**entry, "patterns": m}))
+            f = net.features(x)
+            fds.append(frechet_distance(f, feats))
+            q = prdc(feats, f)
+            rec.append(q["recall"])
+            cov.append(q["coverage"])
+        cell = lambda v, p: f"{np.mean(v):.{p}f} ± {np.std(v, ddof=1):.{p}f}"  # noqa: E731
+        print(f"| {name} | {cell(fds, 2)} ({', '.join(f'{v:.1f}' for v in fds)}) | {cell(rec, 3)} | {cell(cov, 3)} |",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=300)
@@ -64,7 +93,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--patterns", type=int, nargs="+", default=[1],
                     help="numbers of keyed sign patterns the marked images are spread over (one marked set each)")
-    ap.add_argument("--inversions", nargs="+", choices=("null", "label"), default=["null", "label"])
+    ap.add_argument("--inversions", nargs="*", choices=("null", "label"), default=["null", "label"])
+    ap.add_argument("--fd-sets", type=int, default=0,
+                    help="also FD, recall and coverage over this many disjoint seed sets of n, unmarked and each M")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -139,6 +170,8 @@ def main() -> None:
             r = digits_recognizability(x, lab, net=net)
             print(f"  {steps} steps, {k}: FD to the 1,797 real digits {frechet_distance(net.features(x), feats):.2f}, "
                   f"recognized {r['confident_fraction']:.3f}, label accuracy {r['accuracy_vs_labels']:.3f}", flush=True)
+    if args.fd_sets:
+        _quality_over_seed_sets(args, pipe, entry, torch.cat([real, load_train]), net)
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

@@ -50,6 +50,13 @@ class Pipeline:
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         self.watermark = True  # saved images carry the invisible mark where they are large enough
+        # a mark in the initial noise of generations (genimage.provenance.noise_mark): on by default
+        # for models whose config says it works (ModelConfig.noise_mark), off otherwise
+        self.noise_mark: dict | None = None
+        if loaded.config.noise_mark:
+            from genimage.provenance.noise_mark import model_entry
+
+            self.noise_mark = model_entry(loaded.config)
         self.config = loaded.config
         self.conditioner = Conditioner(loaded.config)
         self.loras: list[dict] = []  # LoRAs merged into the network, for the records
@@ -118,7 +125,8 @@ class Pipeline:
             self.control.check(len(seeds), self.loaded.weights_sha256)
         return generate(self.loaded.denoiser, self.config, self.conditioner, seeds=list(seeds), labels=labels,
                         prompts=prompts, negative=negative, options=options or self.options(),
-                        batch_size=batch_size, callback=callback, edit=edit, control=self.control)
+                        batch_size=batch_size, callback=callback, edit=edit, control=self.control,
+                        noise_mark=self.noise_mark if edit is None else None)
 
     def records(self, seeds: Sequence[int], labels=None, prompts=None, negative: str | None = None,
                 options: SamplingOptions | None = None, edit: EditSpec | None = None) -> list[GenerationRecord]:
@@ -142,7 +150,8 @@ class Pipeline:
                 edit=edit.record(i) if edit is not None else None, watermark=mark,
                 lora=[dict(entry) for entry in self.loras] or None,
                 control=self.control.record(i) if self.control is not None else None,
-                runtime=dict(self.runtime) if self.runtime else None))
+                runtime=dict(self.runtime) if self.runtime else None,
+                noise_mark=dict(self.noise_mark) if self.noise_mark and edit is None else None))
         return out
 
     @staticmethod
@@ -190,6 +199,7 @@ def replay(image_path: str | Path, model: str | Path | None = None,
     from genimage.runtimes import recorded_runtime
 
     pipe.use_runtime(runtime or recorded_runtime(record.runtime), bf16=record.bf16)
+    pipe.noise_mark = record.noise_mark
     canvas = (record.edit or {}).get("canvas")  # an edit at the input's own size (genimage.editing.canvas)
     if canvas is None and pipe.config.image_size != record.width:
         raise GenimageError(f"the model makes {pipe.config.image_size}px images but the record says {record.width}px")

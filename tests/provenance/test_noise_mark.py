@@ -104,3 +104,84 @@ def test_label_search_needs_class_labels():
     with pytest.raises(GenimageError, match="class-conditional"):
         N.detect(pipe, torch.zeros(1, pipe.config.channels, pipe.config.image_size, pipe.config.image_size),
                  label_search=True)
+
+
+def test_cli_noise_mark_is_recorded_replayed_and_found_by_detect_invert(tmp_path):
+    """`sample --noise-mark` records the entry (no key), replay reproduces the image bit for
+    bit, and `detect --invert digits` calls the marked samples marked and the unmarked ones not,
+    at a threshold calibrated on the model's own unmarked samples."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from genimage.cli.main import app
+    from genimage.provenance.record import read_record
+
+    run = lambda *a: CliRunner().invoke(app, [str(v) for v in a])  # noqa: E731
+    assert run("sample", "--model", "digits", "-n", "4", "--noise-mark", "--out-dir", tmp_path / "mk").exit_code == 0
+    assert run("sample", "--model", "digits", "-n", "4", "--out-dir", tmp_path / "un").exit_code == 0
+    rec = read_record(tmp_path / "mk" / "0000.png")
+    assert rec.noise_mark == {"method": N.METHOD, "key_id": wm.key_id(wm.watermark_key()), "message": rec.noise_mark["message"]}
+    assert read_record(tmp_path / "un" / "0000.png").noise_mark is None
+    res = run("replay", tmp_path / "mk" / "0001.png")
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
+    files = [tmp_path / "mk" / f"{i:04d}.png" for i in range(4)] + [tmp_path / "un" / f"{i:04d}.png" for i in range(4)]
+    res = run("detect", *files, "--invert", "digits", "--calibrate", "40", "--json")
+    assert res.exit_code == 0, res.output
+    found = [json.loads(line)["marks"]["noise"]["found"] for line in res.output.splitlines()]
+    assert found == [True] * 4 + [False] * 4
+    res = run("detect", files[0], "--invert", "shapes", "--calibrate", "20")
+    assert res.exit_code == 0 and "noise mark: cannot be read (shapes makes 32x32" in res.output, res.output
+    res = run("detect", files[0], "--invert", "digits", "--calibrate", "5")
+    assert res.exit_code != 0 and "at least 20" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_scoring_many_patterns_at_once_matches_scoring_them_one_by_one():
+    """best_patterns makes the patterns in chunks and compares them by matrix products: the
+    same best agreement and index as comparing each ``target_bits`` in turn, across chunks."""
+    signs = torch.randn(5, 3 * 4 * 4).sign()
+    agree, idx = N.best_patterns(signs, "k", MSG, patterns=37, chunk=8)
+    each = torch.stack([(signs == N.target_bits("k", MSG, (3, 4, 4), j).flatten().float() * 2 - 1).float().mean(1)
+                        for j in range(37)])
+    assert torch.equal(agree, each.max(0).values) and torch.equal(each[idx, torch.arange(5)], agree)
+    marked = N.shade(randn((3, 3, 4, 4), generators_for_seeds(range(3))), "k", MSG, patterns=1000)
+    got = N.score_noise(marked, "k", MSG, patterns=1000)
+    assert torch.equal(got["pattern"], N.pattern_index("k", randn((3, 3, 4, 4), generators_for_seeds(range(3))), 1000))
+
+
+def test_a_model_whose_config_sets_noise_mark_marks_by_default_and_the_cli_can_turn_it_off(tiny_model_dir, tmp_path):
+    """config.json ``noise_mark: {"patterns": M}`` turns the mark on for every generation of the
+    model (recorded with M, replayed bit for bit); ``--no-noise-mark`` turns it off; a model
+    without it stays unmarked unless ``--noise-mark``; the detector uses the model's M."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from genimage.cli.main import app
+    from genimage.models.config import ModelConfig
+    from genimage.pipeline import Pipeline
+    from genimage.provenance.record import read_record
+
+    marked_dir = tmp_path / "marked-model"
+    shutil.copytree(Pipeline.from_pretrained(tiny_model_dir).loaded.folder, marked_dir)
+    cfg = json.loads((marked_dir / "config.json").read_text())
+    (marked_dir / "config.json").write_text(json.dumps({**cfg, "noise_mark": {"patterns": 16}}))
+    assert ModelConfig.load(marked_dir).noise_mark == {"patterns": 16}
+    assert "noise_mark" not in ModelConfig.from_dict(cfg).to_dict()  # older configs keep their keys
+    pipe = Pipeline.from_pretrained(marked_dir)
+    assert pipe.noise_mark["patterns"] == 16 and Pipeline.from_pretrained(tiny_model_dir).noise_mark is None
+    run = lambda *a: CliRunner().invoke(app, [str(v) for v in a])  # noqa: E731
+    assert run("sample", "--model", marked_dir, "-n", "2", "--out-dir", tmp_path / "on").exit_code == 0
+    assert run("sample", "--model", marked_dir, "-n", "2", "--no-noise-mark", "--out-dir", tmp_path / "off").exit_code == 0
+    assert run("sample", "--model", tiny_model_dir, "-n", "2", "--out-dir", tmp_path / "plain").exit_code == 0
+    on = read_record(tmp_path / "on" / "0001.png").noise_mark
+    assert on["patterns"] == 16 and on["method"] == N.METHOD
+    assert read_record(tmp_path / "off" / "0001.png").noise_mark is None
+    assert read_record(tmp_path / "plain" / "0001.png").noise_mark is None
+    res = run("replay", tmp_path / "on" / "0001.png", "--model", marked_dir)
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
+    res = run("replay", tmp_path / "off" / "0001.png", "--model", marked_dir)
+    assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
+    with pytest.raises(GenimageError, match="at least 1"):
+        N.default_patterns(ModelConfig.from_dict({**cfg, "noise_mark": {"patterns": 0}}))

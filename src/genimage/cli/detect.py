@@ -22,11 +22,23 @@ def mark_line(name: str, m: dict) -> str:
     return f"{name}: {verdict} (z = {m['z']:.1f}, p = {m['p']:.1e}{extra}{key}; {m['how'].split(';')[0]})"
 
 
+def noise_line(m: dict) -> str:
+    """One line about the noise-space mark (:func:`genimage.provenance.noise_calibration.calibrated_detect`)."""
+    if m["found"] is None:
+        return f"noise mark: cannot be read ({m['how']})"
+    verdict = "found" if m["found"] else "not found"
+    label = f", label {m['label']}" if "label" in m else ""
+    return (f"noise mark: {verdict} (z = {m['z']:.1f} vs threshold {m['threshold']:.1f}, p ~ {m['p']:.3f}, sign agreement "
+            f"{m['agreement']:.0%}{label}, key {m['key_id']}; inverted through {m['model']})")
+
+
 def format_report(info: dict) -> str:
     """The text ``genimage detect`` prints for one :func:`genimage.provenance.inspect.inspect_file` report."""
     lines = [f"{info['image']} ({info['size'][0]}x{info['size'][1]}, {info['channels']} channel{'s' if info['channels'] > 1 else ''})"]
     lines.append("  " + mark_line("pattern mark", info["marks"]["pattern"]))
     lines.append("  " + mark_line("DWT-DCT mark", info["marks"]["dwtdct"]))
+    if "noise" in info["marks"]:
+        lines.append("  " + noise_line(info["marks"]["noise"]))
     man = info["manifest"]
     lines.append(f"  manifest: {man['status']}" + (f" (key {man['key_id']})" if man["key_id"] else "") + f": {man['reason']}")
     rec = info["record"]
@@ -44,6 +56,11 @@ def detect(
     trusted: Annotated[Optional[Path], typer.Option("--trusted", help="Folder of trusted *.pub keys for the manifest", show_default="$GENIMAGE_TRUSTED_KEYS or ~/.config/genimage/keys/trusted")] = None,
     message: Annotated[Optional[str], typer.Option("--message", help="DWT-DCT message to look for, as text (default: the key's)")] = None,
     message_hex: Annotated[Optional[str], typer.Option("--message-hex", help="... or as hex", show_default="none")] = None,
+    invert: Annotated[Optional[str], typer.Option(
+        help="Also look for the noise-space mark (`generate --noise-mark`): invert this model's sampler from each "
+             "image (bundled name or folder; images of its size and channels)", show_default="none")] = None,
+    calibrate: Annotated[int, typer.Option(help="With --invert: unmarked samples of the model that set the 1% "
+                                                "false-positive threshold")] = 200,
 ) -> None:
     """Tell whether images come from genimage. Per image: the invisible marks (the keyed
     pattern's z-score; the DWT-DCT message's block agreement, bit accuracy and decoded bytes;
@@ -55,6 +72,30 @@ def detect(
     from genimage.provenance.dwtdct import parse_message
 
     msg = parse_message(message, message_hex) if message is not None or message_hex is not None else None
-    for path in images:
-        info = inspect_file(path, trusted=trusted, message=msg)
+    infos = [inspect_file(path, trusted=trusted, message=msg) for path in images]
+    if invert is not None:
+        _noise_marks(infos, images, invert, calibrate)
+    for info in infos:
         typer.echo(json.dumps(info, sort_keys=True) if as_json else format_report(info))
+
+
+def _noise_marks(infos: list[dict], images: list[Path], model: str, calibrate: int) -> None:
+    """Add ``marks["noise"]`` to each report: one calibration and one batched inversion for all images."""
+    import torch
+
+    from genimage.pipeline import Pipeline
+    from genimage.provenance.inspect import load_for_marks
+    from genimage.provenance.noise_calibration import calibrated_detect
+
+    pipe = Pipeline.from_pretrained(model)
+    c, s = pipe.config.channels, pipe.config.image_size
+    fits = [i for i, info in enumerate(infos) if info["channels"] == c and info["size"] == [s, s]]
+    for i, info in enumerate(infos):
+        if i not in fits:
+            info["marks"]["noise"] = {"found": None, "model": pipe.model_ref,
+                                      "how": f"{pipe.model_ref} makes {s}x{s} images with {c} channel(s); this one is "
+                                             f"{info['size'][0]}x{info['size'][1]} with {info['channels']}"}
+    if fits:
+        x = torch.stack([load_for_marks(images[i]) for i in fits])
+        for i, m in zip(fits, calibrated_detect(pipe, x, calibrate=calibrate)):
+            infos[i]["marks"]["noise"] = {**m, "model": pipe.model_ref}

@@ -24,6 +24,12 @@ PrecisionOpt = Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Net
 WatermarkOpt = Annotated[bool, typer.Option(
     "--watermark/--no-watermark", help="Mark saved images invisibly (2 of 255 levels; images of at least 3,072 "
                                        "pixel values, e.g. 32x32 RGB; `genimage detect` finds it)")]
+NoiseMarkOpt = Annotated[Optional[bool], typer.Option(
+    "--noise-mark/--no-noise-mark", show_default="the model's: on where measured to work (config.json noise_mark)",
+    help="Mark the initial noise (Gaussian Shading, keyed by $GENIMAGE_WATERMARK_KEY; recorded, replayed; found by "
+         "inverting the sampler: `genimage detect --invert MODEL`). Found at no measured quality cost in RGB pixel "
+         "models (shapes-pixel, where it is on by default); in digits at a diversity cost; not in latent models' "
+         "images; see BENCHMARKS.md")]
 LoraOpt = Annotated[Optional[list[str]], typer.Option(
     "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)", show_default="none")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
@@ -118,6 +124,7 @@ def sample(
     batch_size: Annotated[int, typer.Option(help="Images per network batch (does not change results)")] = 64,
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
+    noise_mark: NoiseMarkOpt = None,
     lora: LoraOpt = None,
     runtime: RuntimeOpt = "eager",
     nproc: NprocOpt = 1,
@@ -138,12 +145,15 @@ def sample(
     config = _direct_family_config(model)
     if config is not None and runtime != "eager":
         raise GenimageError(f"--runtime applies to diffusion models, not to this {config.family} model; drop --runtime")
+    if config is not None and noise_mark:
+        raise GenimageError(f"--noise-mark needs a sampler's initial noise; this {config.family} model has none to mark")
     if config is not None:
         _sample_direct(model, config, num, seed, label, prompt, out_dir, grid, device, watermark, share)
         finish_process_group()
         return
     pipe = Pipeline.from_pretrained(model, device=device)
     pipe.watermark = watermark
+    _apply_noise_mark(pipe, noise_mark)
     _apply_loras(pipe, lora)
     opts = _options(pipe, sampler, schedule, steps, guidance, eta, bf16, guidance_interval)
     _apply_runtime(pipe, runtime, bf16, opts)
@@ -155,6 +165,16 @@ def sample(
     _write(pipe, seeds, labels, prompts, negative, opts, [out_dir / f"{i:04d}.png" for i in range(num)], grid,
            batch_size, share=share)
     finish_process_group()
+
+
+def _apply_noise_mark(pipe, enabled: bool | None) -> None:
+    """``None`` keeps the model's default (:attr:`genimage.pipeline.Pipeline.noise_mark`)."""
+    if enabled:
+        from genimage.provenance.noise_mark import model_entry
+
+        pipe.noise_mark = model_entry(pipe.config)
+    elif enabled is False:
+        pipe.noise_mark = None
 
 
 def _apply_loras(pipe, specs) -> None:
@@ -289,6 +309,7 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Images per network batch")] = 64,
     device: DeviceOpt = "auto",
     watermark: WatermarkOpt = True,
+    noise_mark: NoiseMarkOpt = None,
     lora: LoraOpt = None,
     nproc: NprocOpt = 1,
     control: ControlOpt = None, control_kind: ControlKindOpt = None, control_scale: ControlScaleOpt = None,
@@ -321,6 +342,7 @@ def generate(
     share = init_process_group()
     pipe = Pipeline.from_pretrained(model, device=worker_device(device))
     pipe.watermark = watermark
+    _apply_noise_mark(pipe, noise_mark)
     _apply_loras(pipe, lora)
     _apply_control(pipe, control, control_kind, control_scale, control_model)
     if size is not None and size != pipe.config.image_size:

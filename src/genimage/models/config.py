@@ -58,6 +58,10 @@ class ModelConfig:
             ``image_size``/``channels`` stay the *pixel* geometry of the generated images.
         latent_shape: Latent models only: ``[C, H, W]`` of the latents (the backbone's
             ``in_channels`` and ``image_size``).
+        noise_mark: The noise-space watermark this model's generations carry by default
+            (:mod:`genimage.provenance.noise_mark`), set only where it was measured to be found
+            at no measurable quality cost (BENCHMARKS.md): ``{"patterns": M}`` spreads images
+            over ``M`` keyed sign patterns. ``None`` (default): off unless asked for.
     """
 
     backbone: str
@@ -83,10 +87,11 @@ class ModelConfig:
     latent_shape: list[int] | None = None
     guidance_interval: list[float] | None = None
     text_layers: list[int] | None = None
+    noise_mark: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("autoencoder", "latent_shape", "guidance_interval", "text_layers"):  # older configs keep their exact keys
+        for key in ("autoencoder", "latent_shape", "guidance_interval", "text_layers", "noise_mark"):  # older configs keep their exact keys
             if data[key] is None:
                 del data[key]
         return data

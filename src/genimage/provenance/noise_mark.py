@@ -40,16 +40,24 @@ DETECTION_Z = 3.0902  # one-sided p = 1e-3, as the other marks
 METHOD = "gaussian-shading"
 
 
+def _cipher_key(key: str) -> bytes:
+    return hashlib.sha256(f"gaussian-shading|{key}".encode("utf-8")).digest()
+
+
 def keystream_bits(key: str, n: int, pattern: int = 0) -> torch.Tensor:
     """``n`` pseudo-random bits (0/1, uint8) of ChaCha20 keyed by sha256(``key``), nonce = ``pattern``."""
+    return torch.from_numpy(_keystreams(_cipher_key(key), n, int(pattern), 1)[0])
+
+
+def _keystreams(k: bytes, n: int, first: int, count: int) -> "np.ndarray":
+    """Keystream bits ``(count, n)`` uint8 of nonces ``first .. first + count - 1``."""
+    import numpy as np
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-    k = hashlib.sha256(f"gaussian-shading|{key}".encode("utf-8")).digest()
-    nonce = int(pattern).to_bytes(16, "little")
-    enc = Cipher(algorithms.ChaCha20(k, nonce), mode=None).encryptor()
-    raw = enc.update(b"\x00" * ((n + 7) // 8))
-    bits = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-    return ((bits[:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1).flatten()[:n]
+    zeros = b"\x00" * ((n + 7) // 8)
+    raw = b"".join(Cipher(algorithms.ChaCha20(k, j.to_bytes(16, "little")), mode=None).encryptor().update(zeros)
+                   for j in range(first, first + count))
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8).reshape(count, -1), axis=1)[:, :n]
 
 
 def message_bits(message: bytes) -> torch.Tensor:
@@ -60,12 +68,8 @@ def message_bits(message: bytes) -> torch.Tensor:
 def target_bits(key: str, message: bytes, shape: tuple[int, ...], pattern: int = 0) -> torch.Tensor:
     """The sign bits ``m`` ``shape`` (per-sample noise shape ``(C, H, W)``): message repeated, XOR
     the keystream of sign pattern ``pattern``."""
-    n = math.prod(shape)
-    s = message_bits(message)
-    if len(s) == 0 or len(s) > n:
-        raise GenimageError(f"a {len(s)}-bit message does not fit in noise of {n} elements")
-    rep = s.repeat((n + len(s) - 1) // len(s))[:n]
-    return (rep ^ keystream_bits(key, n, pattern)).reshape(shape)
+    rep = _repeated_message(message, math.prod(shape))
+    return (rep ^ keystream_bits(key, len(rep), pattern)).reshape(shape)
 
 
 def pattern_index(key: str, eps: torch.Tensor, patterns: int) -> torch.Tensor:
@@ -87,6 +91,34 @@ def shade(eps: torch.Tensor, key: str, message: bytes, patterns: int = 1) -> tor
     idx = pattern_index(key, eps, patterns)
     m = torch.stack([target_bits(key, message, shape, int(j)) for j in idx]).to(eps.device)
     return eps.abs() * (m.to(eps.dtype) * 2 - 1)
+
+
+def record_entry(key: str | None = None, message: bytes | None = None, patterns: int = 1) -> dict:
+    """The generation record's ``noise_mark`` entry (the key itself is never recorded, only its
+    id): ``{"method", "key_id", "message"}`` plus ``"patterns"`` when more than one."""
+    from genimage.provenance.dwtdct import default_message
+    from genimage.provenance.watermark import key_id, watermark_key
+
+    key = key or watermark_key()
+    message = message if message is not None else default_message(key)
+    entry = {"method": METHOD, "key_id": key_id(key), "message": message.hex()}
+    if patterns != 1:
+        entry["patterns"] = int(patterns)
+    return entry
+
+
+def default_patterns(config) -> int:
+    """How many sign patterns a model's noise mark uses: its config's ``noise_mark["patterns"]``
+    (:class:`genimage.models.config.ModelConfig`), else 1."""
+    patterns = int((config.noise_mark or {}).get("patterns", 1))
+    if patterns < 1:
+        raise GenimageError(f"config.json: noise_mark patterns must be at least 1, got {patterns}")
+    return patterns
+
+
+def model_entry(config) -> dict:
+    """The record entry of a model's noise mark with the current key and the model's patterns."""
+    return record_entry(patterns=default_patterns(config))
 
 
 def apply_entry(eps: torch.Tensor, entry: dict | None) -> torch.Tensor:
@@ -144,22 +176,53 @@ def invert_decoder(autoencoder, images: torch.Tensor, latents: torch.Tensor, ste
     return z.detach()
 
 
+def _repeated_message(message: bytes, n: int) -> torch.Tensor:
+    s = message_bits(message)
+    if len(s) == 0 or len(s) > n:
+        raise GenimageError(f"a {len(s)}-bit message does not fit in noise of {n} elements")
+    return s.repeat((n + len(s) - 1) // len(s))[:n]
+
+
+def best_patterns(signs: torch.Tensor, key: str, message: bytes, patterns: int = 1,
+                  chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``signs`` ``(B, n)`` (+-1 floats), the sign agreement with the best of the
+    ``patterns`` keyed sign patterns and that pattern's index, both ``(B,)``.
+
+    The patterns are made ``chunk`` at a time (ChaCha20, one nonce each) and compared by one
+    matrix product per chunk, so ``patterns = 2**16`` over 3,072 elements costs about a second
+    for a batch, not ``patterns`` Python iterations."""
+    import numpy as np
+
+    b, n = signs.shape
+    rep = _repeated_message(message, n).numpy()
+    k = _cipher_key(key)
+    best = torch.full((b,), -float("inf"))
+    idx = torch.zeros(b, dtype=torch.long)
+    for first in range(0, patterns, chunk):
+        count = min(chunk, patterns - first)
+        bits = np.bitwise_xor(_keystreams(k, n, first, count), rep[None])  # (count, n) target bits m
+        target = torch.from_numpy(bits.astype(np.float32) * 2 - 1)
+        agree = (signs.float() @ target.T + n) / (2 * n)  # (B, count): fraction of equal signs
+        val, arg = agree.max(1)
+        better = val > best
+        best = torch.where(better, val, best)
+        idx = torch.where(better, arg + first, idx)
+    return best, idx
+
+
 def score_noise(noise: torch.Tensor, key: str, message: bytes, patterns: int = 1) -> dict:
     """Scores of inverted noise ``(B, C, H, W)``: ``z`` (B,), sign ``agreement`` (B,),
     ``bit_accuracy`` (B,) of the majority-decoded message, and the best-agreeing ``pattern``
     (B,) of ``patterns`` (each image is scored against every pattern; the best one is kept)."""
-    shape = tuple(noise.shape[1:])
-    n = math.prod(shape)
+    n = math.prod(noise.shape[1:])
     got = (noise.flatten(1) > 0).to(torch.uint8)
-    agree = torch.stack([(got == target_bits(key, message, shape, j).flatten()).float().mean(1)
-                         for j in range(patterns)])  # (patterns, B)
-    best = agree.argmax(0)
-    agree = agree.gather(0, best[None])[0]
+    agree, best = best_patterns(got.float() * 2 - 1, key, message, patterns)
     z = (agree - 0.5) * 2 * math.sqrt(n)
     s = message_bits(message)
     k = len(s)
-    streams = torch.stack([keystream_bits(key, n, j) for j in range(patterns)])
-    plain = got ^ streams[best]  # the repeated message, as read
+    ck = _cipher_key(key)
+    streams = torch.stack([torch.from_numpy(_keystreams(ck, n, int(j), 1)[0]) for j in best])
+    plain = got ^ streams  # the repeated message, as read
     idx = torch.arange(n) % k
     ones = torch.zeros(len(noise), k).index_add_(1, idx, plain.float())
     count = torch.bincount(idx, minlength=k).float()

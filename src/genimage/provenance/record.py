@@ -46,6 +46,8 @@ class GenerationRecord:
             (img2img / inpaint / outpaint), strength and the sha256 of the input's pixels.
         watermark: The invisible mark the saved pixels carry (:mod:`genimage.provenance.watermark`:
             key id and strength), or ``None``.
+        noise_mark: The watermark in the initial noise (:mod:`genimage.provenance.noise_mark`:
+            method, key id, message, number of sign patterns), or ``None``; replay applies it again.
         prompt: Text prompt, if any.
         negative: Negative prompt, if any.
         label: Class label, if any.
@@ -85,6 +87,7 @@ class GenerationRecord:
     lora: list[dict[str, Any]] | None = None
     control: dict[str, Any] | None = None
     runtime: dict[str, Any] | None = None
+    noise_mark: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -92,7 +95,7 @@ class GenerationRecord:
             del data["guidance_interval"]
         if data["device"] == "cpu":  # likewise CPU records (all records before the field existed)
             del data["device"]
-        for optional in ("edit", "watermark", "lora", "control", "runtime"):  # absent unless used, like the fields above
+        for optional in ("edit", "watermark", "lora", "control", "runtime", "noise_mark"):  # absent unless used, like the fields above
             if data[optional] is None:
                 del data[optional]
         return json.dumps(data, sort_keys=True)
