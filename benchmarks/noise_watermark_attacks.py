@@ -10,7 +10,7 @@ per ``--patterns M`` from Gaussian-Shading noise spread over ``M`` keyed sign pa
 eval split of ``--data``) are the second negative set. Every attack of
 ``benchmarks/watermark_attacks.py`` (JPEG, resizes, crops, rotations, noise, blur, brightness,
 contrast) and a regeneration through the same model's img2img at strengths 0.3 and 0.6 is
-applied to every set as saved 8-bit PNGs; the detector then inverts the sampler (Euler, the
+applied to every set as the CLI saves it (8-bit, the pixel pattern mark on top of generated images); the detector then inverts the sampler (Euler, the
 model's steps, no conditioning: :func:`genimage.provenance.noise_mark.invert_images`) and keeps
 the best of the ``M`` patterns. TPR is the fraction of attacked marked images above the 99th
 percentile of the attacked unmarked + real scores (1% FPR on 2n negatives); bit accuracy is
@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watermark_attacks import ATTACKS, tpr_at_fpr  # noqa: E402
+from watermark_attacks import ATTACKS, REGENERATE, selected_attacks, tpr_at_fpr  # noqa: E402
 
 from genimage.data.builtin import load_builtin  # noqa: E402
 from genimage.data.types import image_from_uint8, image_to_uint8  # noqa: E402
@@ -42,14 +42,16 @@ from genimage.editing.spec import EditSpec  # noqa: E402
 from genimage.pipeline import Pipeline  # noqa: E402
 from genimage.provenance import noise_mark as N  # noqa: E402
 from genimage.provenance.dwtdct import default_message  # noqa: E402
-from genimage.provenance.watermark import key_id, watermark_key  # noqa: E402
+from genimage.provenance.watermark import embed, key_id, watermark_key  # noqa: E402
 from genimage.samplers.noise import generators_for_seeds, randn  # noqa: E402
-
-REGENERATE = {"regenerate 0.3 (img2img)": 0.3, "regenerate 0.6 (img2img)": 0.6}
-
 
 def to_uint8(x: torch.Tensor) -> list[np.ndarray]:
     return [image_to_uint8(y) for y in x]
+
+
+def saved(x: torch.Tensor, key: str) -> list[np.ndarray]:
+    """Generated images as the CLI saves them: 8-bit, with the pixel pattern mark on top."""
+    return [image_to_uint8(embed(image_from_uint8(image_to_uint8(y)), key)) for y in x]
 
 
 def from_uint8(arrs: list[np.ndarray]) -> torch.Tensor:
@@ -63,7 +65,7 @@ def attack(pipe, name: str, arrs: list[np.ndarray], seed0: int) -> list[np.ndarr
     return [np.asarray(ATTACKS[name](Image.fromarray(a), seed0 + i).convert("RGB")) for i, a in enumerate(arrs)]
 
 
-def quality(pipe, entry: dict, patterns: list[int], n: int, sets: int, real_feats: torch.Tensor, net) -> dict:
+def quality(pipe, entry: dict, patterns: list[int], n: int, sets: int, real_feats: torch.Tensor, net, key: str) -> dict:
     """FD / recall / coverage over ``sets`` disjoint seed sets, unmarked and per ``M``."""
     from genimage.metrics.frechet import frechet_distance
     from genimage.metrics.prdc import prdc
@@ -78,7 +80,7 @@ def quality(pipe, entry: dict, patterns: list[int], n: int, sets: int, real_feat
         for k in range(sets):
             seeds = list(range(100_000 + k * n, 100_000 + (k + 1) * n))
             pipe.noise_mark = None if m is None else {**entry, "patterns": m}
-            x = from_uint8(to_uint8(pipe(seeds, batch_size=100)))  # as saved
+            x = from_uint8(saved(pipe(seeds, batch_size=100), key))  # as the CLI saves them
             f = net.features(x)
             vals["fd"].append(frechet_distance(f, real_feats))
             q = prdc(real_feats, f)
@@ -101,6 +103,7 @@ def main() -> None:
     ap.add_argument("--patterns", type=int, nargs="+", default=[65536])
     ap.add_argument("--attacks", help="comma-separated attack names (default: all, regeneration included)")
     ap.add_argument("--fd-sets", type=int, default=0)
+    ap.add_argument("--quality-only", action="store_true", help="skip the attack table (only --fd-sets)")
     ap.add_argument("--fd-real", type=int, default=5000, help="real images of the FD / recall reference (train split)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
@@ -108,31 +111,45 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     pipe = Pipeline.from_pretrained(args.model)
+    pipe.noise_mark = None  # each set says whether it is marked (a bundled model may mark by default)
     if pipe.config.autoencoder or pipe.conditioner.uses_labels or pipe.conditioner.uses_text:
         ap.error("this benchmark is for unconditional pixel-space models")
     key = watermark_key()
     msg = default_message(key)
     entry = {"method": N.METHOD, "key_id": key_id(key), "message": msg.hex()}
+    n, s = args.n, pipe.config.image_size
+    result = {"model": args.model, "n": n}
+    if not args.quality_only:
+        result["rows"] = attack_table(args, ap, pipe, key, msg, entry, t0)
+    if args.fd_sets:
+        from genimage.metrics.features import load_feature_net
+
+        net = load_feature_net(args.features)
+        train = load_builtin(args.data, split="train", image_size=s, length=args.fd_real)
+        real_feats = net.features(torch.stack([train[i]["image"] for i in range(len(train))]))
+        result["quality"] = quality(pipe, entry, args.patterns, n, args.fd_sets, real_feats, net, key)
+    print(f"\ntotal {time.time() - t0:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+def attack_table(args, ap, pipe, key: str, msg: bytes, entry: dict, t0: float) -> dict:
+    """The attack table (module docstring); prints it and returns its rows."""
     n = args.n
     seeds = list(range(n))
     c, s = pipe.config.channels, pipe.config.image_size
     opts = pipe.options()
-    sets = {"unmarked": to_uint8(pipe(seeds, batch_size=100))}
+    sets = {"unmarked": saved(pipe(seeds, batch_size=100), key)}
     for m in args.patterns:
         pipe.noise_mark = {**entry, "patterns": m}
-        sets[f"M={m}"] = to_uint8(pipe(seeds, batch_size=100))
+        sets[f"M={m}"] = saved(pipe(seeds, batch_size=100), key)
     pipe.noise_mark = None
     data = load_builtin(args.data, split="eval", image_size=s, length=n)
     sets["real"] = [image_to_uint8(data[i]["image"]) for i in range(n)]
     eps = randn((n, c, s, s), generators_for_seeds(seeds))
     print(f"{args.model}: noise {c}x{s}x{s} ({c * s * s} elements), sampler {opts.sampler} {opts.steps} steps, "
           f"bf16 {opts.bf16}; n = {n} per set; real = {args.data} eval split; setup {time.time() - t0:.0f}s")
-    names = list(ATTACKS) + list(REGENERATE)
-    if args.attacks:
-        names = [a.strip() for a in args.attacks.split(",")]
-        unknown = [a for a in names if a not in ATTACKS and a not in REGENERATE]
-        if unknown:
-            ap.error(f"unknown attacks {unknown}; known: {names}")
+    names = selected_attacks(ap, args.attacks)
     print("\n| attack | " + " | ".join(f"M = {m}: TPR@1%FPR / bit acc. / right pattern / median z marked, unmarked"
                                        for m in args.patterns) + " | s |")
     print("|---|" + "---|" * len(args.patterns) + "---|")
@@ -162,17 +179,7 @@ def main() -> None:
     k = len([a for a in names if a != "none"])
     if k:
         print(f"| **mean over the {k} attacks** | " + " | ".join(f"{v / k:.3f}" for v in sums) + " | |")
-    result = {"model": args.model, "n": n, "rows": rows}
-    if args.fd_sets:
-        from genimage.metrics.features import load_feature_net
-
-        net = load_feature_net(args.features)
-        train = load_builtin(args.data, split="train", image_size=s, length=args.fd_real)
-        real_feats = net.features(torch.stack([train[i]["image"] for i in range(len(train))]))
-        result["quality"] = quality(pipe, entry, args.patterns, n, args.fd_sets, real_feats, net)
-    print(f"\ntotal {time.time() - t0:.0f}s")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    return rows
 
 
 if __name__ == "__main__":

@@ -122,6 +122,18 @@ def regenerate(pipe, arrs: list[np.ndarray], prompts: list[str], strength: float
     return res
 
 
+def selected_attacks(ap: argparse.ArgumentParser, text: str | None) -> list[str]:
+    """The attacks a comma-separated ``--attacks`` names (default: all, regeneration included)."""
+    known = list(ATTACKS) + list(REGENERATE)
+    if not text:
+        return known
+    names = [a.strip() for a in text.split(",")]
+    unknown = [a for a in names if a not in known]
+    if unknown:
+        ap.error(f"unknown attacks {unknown}; known: {known}")
+    return names
+
+
 def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float = 0.01) -> float:
     thr = np.quantile(neg, 1 - fpr)
     return float(np.mean(pos > thr))
@@ -197,12 +209,7 @@ def main() -> None:
     print("\n| attack | pattern @32 TPR@1%FPR | pattern @256 TPR@1%FPR | DWT-DCT @256 TPR@1%FPR | "
           "DWT-DCT bit accuracy | DWT-DCT exact message |")
     print("|---|---|---|---|---|---|")
-    names = list(ATTACKS) + list(REGENERATE)
-    if args.attacks:
-        names = [a.strip() for a in args.attacks.split(",")]
-        unknown = [a for a in names if a not in ATTACKS and a not in REGENERATE]
-        if unknown:
-            ap.error(f"unknown attacks {unknown}; known: {list(ATTACKS) + list(REGENERATE)}")
+    names = selected_attacks(ap, args.attacks)
     rows, sums = {}, np.zeros(3)
     sets = [("mark32", "captions"), ("gen32", "captions"), ("real32", "real_captions"),
             ("mark256", "captions"), ("up256", "captions"), ("real256", "real_captions")]

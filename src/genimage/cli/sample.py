@@ -27,9 +27,9 @@ WatermarkOpt = Annotated[bool, typer.Option(
 NoiseMarkOpt = Annotated[Optional[bool], typer.Option(
     "--noise-mark/--no-noise-mark", show_default="the model's: on where measured to work (config.json noise_mark)",
     help="Mark the initial noise (Gaussian Shading, keyed by $GENIMAGE_WATERMARK_KEY; recorded, replayed; found by "
-         "inverting the sampler: `genimage detect --invert MODEL`). Found at no measured quality cost in RGB pixel "
-         "models (shapes-pixel, where it is on by default); in digits at a diversity cost; not in latent models' "
-         "images; see BENCHMARKS.md")]
+         "inverting the sampler: `genimage detect --invert MODEL`). On by default for photos-pixel (found in 100% "
+         "of its images, no measured quality cost); off elsewhere: digits pays with diversity, the latent and the "
+         "well-trained flat-colour models lose it; see BENCHMARKS.md")]
 LoraOpt = Annotated[Optional[list[str]], typer.Option(
     "--lora", help="PATH[:SCALE]: merge a LoRA (`genimage train --lora` output) into the UNet (repeatable; recorded)", show_default="none")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps (auto: CUDA where there is one). "
