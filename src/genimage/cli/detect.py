@@ -57,8 +57,9 @@ def detect(
     message: Annotated[Optional[str], typer.Option("--message", help="DWT-DCT message to look for, as text (default: the key's)")] = None,
     message_hex: Annotated[Optional[str], typer.Option("--message-hex", help="... or as hex", show_default="none")] = None,
     invert: Annotated[Optional[str], typer.Option(
-        help="Also look for the noise-space mark (`generate --noise-mark`): invert this model's sampler from each "
-             "image (bundled name or folder; images of its size and channels)", show_default="none")] = None,
+        help="Also look for the noise-space mark (on by default in photos-pixel's images; `generate|sample "
+             "--noise-mark` elsewhere): invert this model's sampler from each image and score the model's keyed sign "
+             "patterns (bundled name or folder; images of its size and channels)", show_default="none")] = None,
     calibrate: Annotated[int, typer.Option(help="With --invert: unmarked samples of the model that set the 1% "
                                                 "false-positive threshold")] = 200,
 ) -> None:
