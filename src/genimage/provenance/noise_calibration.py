@@ -31,7 +31,6 @@ def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str
     ``pattern``, ``label`` (label search only) and ``how``. ``patterns`` defaults to the
     model's (:func:`default_patterns`).
     """
-
     if calibrate < 20:
         raise GenimageError(f"calibrate needs at least 20 unmarked samples for a 1% threshold, got {calibrate}")
     patterns = default_patterns(pipe.config) if patterns is None else patterns
