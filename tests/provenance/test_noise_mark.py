@@ -185,3 +185,26 @@ def test_a_model_whose_config_sets_noise_mark_marks_by_default_and_the_cli_can_t
     assert res.exit_code == 0 and "bit-for-bit identical" in res.output, res.output
     with pytest.raises(GenimageError, match="at least 1"):
         N.default_patterns(ModelConfig.from_dict({**cfg, "noise_mark": {"patterns": 0}}))
+
+
+def test_the_calibration_is_computed_once_and_read_from_the_cache(tiny_model_dir, tmp_path, monkeypatch):
+    """The unmarked samples that set the threshold depend only on the model, key, message,
+    patterns and sampling settings: the second detection reads their scores from the cache
+    (no sampling) and decides the same; another key is calibrated anew."""
+    from genimage.pipeline import Pipeline
+    from genimage.provenance import noise_calibration as C
+
+    monkeypatch.setenv("GENIMAGE_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    real_generate = C.generate
+    monkeypatch.setattr(C, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+    pipe = Pipeline.from_pretrained(tiny_model_dir)
+    images = torch.zeros(2, pipe.config.channels, pipe.config.image_size, pipe.config.image_size)
+    first = C.calibrated_detect(pipe, images, calibrate=20)
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "noise_calibration").glob("*.json"))) == 1
+    assert C.calibrated_detect(pipe, images, calibrate=20) == first and len(calls) == 1
+    C.calibrated_detect(pipe, images, calibrate=20, key="another key")
+    assert len(calls) == 2
+    for f in (tmp_path / "cache" / "noise_calibration").glob("*.json"):
+        f.write_text("not json")  # a damaged cache is recomputed, not an error
+    assert C.calibrated_detect(pipe, images, calibrate=20) == first and len(calls) == 3

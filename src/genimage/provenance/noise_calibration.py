@@ -4,13 +4,22 @@ unmarked samples (:mod:`genimage.provenance.noise_mark` holds the mark and its i
 The unmarked scores of an inverted model are not standard normal: its inverted noise has a
 structure of its own that correlates with any fixed sign pattern, and the maximum over many
 patterns lifts them further (BENCHMARKS.md, "Noise-space mark"). So the threshold is measured,
-not assumed: the 99th percentile of the scores of unmarked samples of the same model.
+not assumed: the 99th percentile of the scores of unmarked samples of the same model. Those
+scores depend only on the model's weights, the key, the message, the patterns and the sampling
+settings, so they are computed once and cached on disk (``<genimage cache>/noise_calibration``,
+the cache root of :mod:`genimage.latent.cache`): a second ``genimage detect --invert`` of the same
+model inverts only its own images.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import torch
 
+from genimage import __version__
 from genimage.errors import GenimageError
 from genimage.generation import generate
 from genimage.provenance.dwtdct import default_message
@@ -40,10 +49,20 @@ def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str
     seeds = list(range(seed, seed + calibrate))
     labels = [i % pipe.config.num_classes for i in range(calibrate)] if search else None
     prompts = [""] * calibrate if pipe.conditioner.uses_text else None
-    null = generate(pipe.loaded.denoiser, pipe.config, pipe.conditioner, seeds=seeds, labels=labels, prompts=prompts,
-                    options=pipe.options(bf16=False))
-    null = ((null.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # as saved
-    null_z = detect(pipe, null, key, message, label_search=search, patterns=patterns)["z"]
+    options = pipe.options(bf16=False)
+    identity = {"weights": pipe.loaded.weights_sha256, "key": hashlib.sha256(key.encode("utf-8")).hexdigest(),
+                "message": message.hex(), "patterns": patterns, "calibrate": calibrate, "seed": seed,
+                "sampler": [options.sampler, options.schedule, options.steps, options.guidance],
+                "loras": pipe.loras, "version": __version__}
+    path = calibration_cache_dir() / (hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+                                      + ".json")
+    null_z = _read_cached(path)
+    if null_z is None:
+        null = generate(pipe.loaded.denoiser, pipe.config, pipe.conditioner, seeds=seeds, labels=labels,
+                        prompts=prompts, options=options)
+        null = ((null.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # as saved
+        null_z = detect(pipe, null, key, message, label_search=search, patterns=patterns)["z"]
+        _write_cached(path, null_z)
     thr = max(float(torch.quantile(null_z, 0.99)), DETECTION_Z)
     res = detect(pipe, images, key, message, label_search=search, patterns=patterns)
     how = (f"{METHOD}: sign agreement of the sampler's inverted noise with the keyed pattern"
@@ -58,3 +77,30 @@ def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str
             entry["label"] = int(res["label"][i])
         out.append(entry)
     return out
+
+
+def calibration_cache_dir() -> Path:
+    """``<genimage cache root>/noise_calibration`` (``$GENIMAGE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/genimage``, else ``~/.cache/genimage``)."""
+    from genimage.latent.cache import default_cache_dir
+
+    return default_cache_dir().parent / "noise_calibration"
+
+
+def _read_cached(path: Path) -> torch.Tensor | None:
+    """The cached unmarked scores, or ``None`` when absent or unreadable (then they are recomputed)."""
+    try:
+        return torch.tensor(json.loads(path.read_text(encoding="utf-8"))["null_z"], dtype=torch.float32)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cached(path: Path, null_z: torch.Tensor) -> None:
+    """Write the scores atomically; a cache that cannot be written is skipped, not an error."""
+    from genimage.utils.weights import write_json_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic({"null_z": [float(v) for v in null_z]}, path)
+    except (OSError, GenimageError):
+        pass
