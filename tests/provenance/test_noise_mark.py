@@ -137,13 +137,17 @@ def test_cli_noise_mark_is_recorded_replayed_and_found_by_detect_invert(tmp_path
 
 
 def test_scoring_many_patterns_at_once_matches_scoring_them_one_by_one():
-    """best_patterns makes the patterns in chunks and compares them by matrix products: the
-    same best agreement and index as comparing each ``target_bits`` in turn, across chunks."""
+    """best_patterns makes the patterns in chunks and compares them by integer matrix products:
+    the same best agreement and index as comparing each ``target_bits`` in turn, across chunks
+    and row blocks, and elements signed 0 (not read) are left out of the agreement."""
     signs = torch.randn(5, 3 * 4 * 4).sign()
-    agree, idx = N.best_patterns(signs, "k", MSG, patterns=37, chunk=8)
-    each = torch.stack([(signs == N.target_bits("k", MSG, (3, 4, 4), j).flatten().float() * 2 - 1).float().mean(1)
-                        for j in range(37)])
-    assert torch.equal(agree, each.max(0).values) and torch.equal(each[idx, torch.arange(5)], agree)
+    signs[3, :20] = 0  # this row reads only 28 elements
+    agree, idx = N.best_patterns(signs, "k", MSG, patterns=37, chunk=8, rows=2)
+    read = (signs != 0).double()
+    each = torch.stack([((signs == N.target_bits("k", MSG, (3, 4, 4), j).flatten().float() * 2 - 1).double()
+                         * read).sum(1) / read.sum(1) for j in range(37)])
+    assert torch.allclose(agree, each.max(0).values, rtol=0, atol=1e-12)
+    assert torch.allclose(each[idx, torch.arange(5)], agree, rtol=0, atol=1e-12)
     marked = N.shade(randn((3, 3, 4, 4), generators_for_seeds(range(3))), "k", MSG, patterns=1000)
     got = N.score_noise(marked, "k", MSG, patterns=1000)
     assert torch.equal(got["pattern"], N.pattern_index("k", randn((3, 3, 4, 4), generators_for_seeds(range(3))), 1000))
