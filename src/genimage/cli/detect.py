@@ -28,8 +28,12 @@ def noise_line(m: dict) -> str:
         return f"noise mark: cannot be read ({m['how']})"
     verdict = "found" if m["found"] else "not found"
     label = f", label {m['label']}" if "label" in m else ""
+    h = m.get("hypothesis") or {}
+    moved = [f"rotated {h['rotation']:g} deg" if h.get("rotation") else "", f"zoomed x{h['zoom']:g}" if h.get("zoom", 1) != 1 else "",
+             f"read low-passed ({h['blur']:g} px)" if h.get("blur") else ""]
+    moved_text = f", best read as {', '.join(t for t in moved if t)}" if any(moved) else ""
     return (f"noise mark: {verdict} (z = {m['z']:.1f} vs threshold {m['threshold']:.1f}, p ~ {m['p']:.3f}, sign agreement "
-            f"{m['agreement']:.0%}{label}, key {m['key_id']}; inverted through {m['model']})")
+            f"{m['agreement']:.0%}{label}{moved_text}, key {m['key_id']}; inverted through {m['model']})")
 
 
 def format_report(info: dict) -> str:
@@ -62,6 +66,10 @@ def detect(
              "patterns (bundled name or folder; images of its size and channels)", show_default="none")] = None,
     calibrate: Annotated[int, typer.Option(help="With --invert: unmarked samples of the model that set the 1% "
                                                 "false-positive threshold")] = 200,
+    search: Annotated[bool, typer.Option(
+        "--search/--no-search", help="With --invert: also read the noise as if the image had been rotated (up to 30 "
+                                     "deg), centre-cropped (up to 56% of the area kept) or blurred / compressed, and "
+                                     "keep the best reading; --no-search reads the image only as it is")] = True,
 ) -> None:
     """Tell whether images come from genimage. Per image: the invisible marks (the keyed
     pattern's z-score; the DWT-DCT message's block agreement, bit accuracy and decoded bytes;
@@ -75,12 +83,12 @@ def detect(
     msg = parse_message(message, message_hex) if message is not None or message_hex is not None else None
     infos = [inspect_file(path, trusted=trusted, message=msg) for path in images]
     if invert is not None:
-        _noise_marks(infos, images, invert, calibrate)
+        _noise_marks(infos, images, invert, calibrate, search)
     for info in infos:
         typer.echo(json.dumps(info, sort_keys=True) if as_json else format_report(info))
 
 
-def _noise_marks(infos: list[dict], images: list[Path], model: str, calibrate: int) -> None:
+def _noise_marks(infos: list[dict], images: list[Path], model: str, calibrate: int, search: bool = True) -> None:
     """Add ``marks["noise"]`` to each report: one calibration and one batched inversion for all images."""
     import torch
 
@@ -98,5 +106,5 @@ def _noise_marks(infos: list[dict], images: list[Path], model: str, calibrate: i
                                              f"{info['size'][0]}x{info['size'][1]} with {info['channels']}"}
     if fits:
         x = torch.stack([load_for_marks(images[i]) for i in fits])
-        for i, m in zip(fits, calibrated_detect(pipe, x, calibrate=calibrate)):
+        for i, m in zip(fits, calibrated_detect(pipe, x, calibrate=calibrate, search=search)):
             infos[i]["marks"]["noise"] = {**m, "model": pipe.model_ref}

@@ -24,36 +24,46 @@ from genimage.errors import GenimageError
 from genimage.generation import generate
 from genimage.provenance.dwtdct import default_message
 from genimage.provenance.noise_mark import DETECTION_Z, METHOD, default_patterns, detect
+from genimage.provenance.noise_sync import hypotheses
 from genimage.provenance.watermark import key_id, watermark_key
 
 
 def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str | None = None,
-                      message: bytes | None = None, patterns: int | None = None, seed: int = 10**9) -> list[dict]:
+                      message: bytes | None = None, patterns: int | None = None, seed: int = 10**9,
+                      search: bool = True) -> list[dict]:
     """Per image of ``images`` ``(B, C, H, W)``: is the noise mark there? The unmarked scores of
     an inverted model are not standard normal (its inverted noise correlates with any fixed sign
     pattern, BENCHMARKS.md), so the threshold is the 99th percentile of the scores of
     ``calibrate`` unmarked 8-bit samples of the same model (seeds ``seed``, ``seed + 1``, ...):
     a 1% false-positive rate, estimated. Class-conditional models are inverted by label search.
 
+    ``search`` (default): score the linear correlation of the inverted noise and keep the best
+    of the rotation, centred-crop and low-pass hypotheses of
+    :func:`genimage.provenance.noise_sync.hypotheses`, so a rotated, cropped, blurred or
+    compressed image is still read (the calibration searches the same way, so its threshold
+    pays for the search). ``False``: the sign agreement of the image as it is.
+
     Returns one JSON-ready dict per image: ``found``, ``z``, ``threshold``, ``p`` (the share of
     calibration scores at or above ``z``, ``(1 + k) / (1 + calibrate)``), ``agreement``,
-    ``pattern``, ``label`` (label search only) and ``how``. ``patterns`` defaults to the
-    model's (:func:`default_patterns`).
+    ``pattern``, ``label`` (label search only), ``hypothesis`` (``search`` only: the rotation,
+    zoom and blur that read it best) and ``how``. ``patterns`` defaults to the model's
+    (:func:`default_patterns`).
     """
     if calibrate < 20:
         raise GenimageError(f"calibrate needs at least 20 unmarked samples for a 1% threshold, got {calibrate}")
     patterns = default_patterns(pipe.config) if patterns is None else patterns
     key = key or watermark_key()
     message = message if message is not None else default_message(key)
-    search = bool(pipe.conditioner.uses_labels)
     seeds = list(range(seed, seed + calibrate))
-    labels = [i % pipe.config.num_classes for i in range(calibrate)] if search else None
+    labels = [i % pipe.config.num_classes for i in range(calibrate)] if pipe.conditioner.uses_labels else None
     prompts = [""] * calibrate if pipe.conditioner.uses_text else None
     options = pipe.options(bf16=False)
+    grid = hypotheses() if search else None
+    reading = {"soft": search, "sync": [h.as_dict() for h in grid] if grid else None}
     identity = {"weights": pipe.loaded.weights_sha256, "key": hashlib.sha256(key.encode("utf-8")).hexdigest(),
                 "message": message.hex(), "patterns": patterns, "calibrate": calibrate, "seed": seed,
                 "sampler": [options.sampler, options.schedule, options.steps, options.guidance],
-                "loras": pipe.loras, "version": __version__}
+                "loras": pipe.loras, "version": __version__, "reading": reading}
     path = calibration_cache_dir() / (hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
                                       + ".json")
     null_z = _read_cached(path)
@@ -61,12 +71,16 @@ def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str
         null = generate(pipe.loaded.denoiser, pipe.config, pipe.conditioner, seeds=seeds, labels=labels,
                         prompts=prompts, options=options)
         null = ((null.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # as saved
-        null_z = detect(pipe, null, key, message, label_search=search, patterns=patterns)["z"]
+        null_z = detect(pipe, null, key, message, label_search=labels is not None, patterns=patterns,
+                        sync=grid, soft=search)["z"]
         _write_cached(path, null_z)
     thr = max(float(torch.quantile(null_z, 0.99)), DETECTION_Z)
-    res = detect(pipe, images, key, message, label_search=search, patterns=patterns)
-    how = (f"{METHOD}: sign agreement of the sampler's inverted noise with the keyed pattern"
-           f"{' (label search)' if search else ''}; threshold = 99th percentile of {calibrate} unmarked samples")
+    res = detect(pipe, images, key, message, label_search=labels is not None, patterns=patterns, sync=grid, soft=search)
+    reading = (f"correlation of the sampler's inverted noise with the keyed pattern, best of {len(grid)} rotation / "
+               "centred-crop / low-pass hypotheses" if search else "sign agreement of the sampler's inverted noise "
+               "with the keyed pattern")
+    how = (f"{METHOD}: {reading}{' (label search)' if labels is not None else ''}; threshold = 99th percentile "
+           f"of {calibrate} unmarked samples")
     out = []
     for i in range(len(images)):
         z = float(res["z"][i])
@@ -75,6 +89,8 @@ def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str
                  "pattern": int(res["pattern"][i]), "key_id": key_id(key), "how": how}
         if "label" in res:
             entry["label"] = int(res["label"][i])
+        if "hypothesis" in res:
+            entry["hypothesis"] = res["hypothesis"][i].as_dict()
         out.append(entry)
     return out
 
