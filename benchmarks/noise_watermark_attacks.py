@@ -2,7 +2,8 @@
 quality cost, side by side (issue 18 items 1 and 4).
 
     OMP_NUM_THREADS=1 python benchmarks/noise_watermark_attacks.py --model MODEL [-n 500]
-        [--patterns 1 256 65536] [--attacks "none,JPEG 90"] [--fd-sets 4] [--json out.json]
+        [--patterns 1 256 65536] [--detectors signs search] [--attacks "none,JPEG 90"]
+        [--fd-sets 4] [--json out.json]
 
 For ``n`` seeds the model generates with its default sampling, once from ordinary noise and once
 per ``--patterns M`` from Gaussian-Shading noise spread over ``M`` keyed sign patterns
@@ -12,7 +13,10 @@ eval split of ``--data``) are the second negative set. Every attack of
 contrast) and a regeneration through the same model's img2img at strengths 0.3 and 0.6 is
 applied to every set as the CLI saves it (8-bit, the pixel pattern mark on top of generated images); the detector then inverts the sampler (Euler, the
 model's steps, no conditioning: :func:`genimage.provenance.noise_mark.invert_images`) and keeps
-the best of the ``M`` patterns. TPR is the fraction of attacked marked images above the 99th
+the best of the ``M`` patterns. Two detectors read the same inversions: ``signs`` (the sign
+agreement of the noise as inverted, Gaussian Shading's reading) and ``search`` (the linear
+correlation of the noise, best of the 129 rotation / centred-zoom / low-pass hypotheses of
+:func:`genimage.provenance.noise_sync.hypotheses`, what ``genimage detect --invert`` does). TPR is the fraction of attacked marked images above the 99th
 percentile of the attacked unmarked + real scores (1% FPR on 2n negatives); bit accuracy is
 that of the majority-decoded 32-bit message.
 
@@ -42,6 +46,7 @@ from genimage.editing.spec import EditSpec  # noqa: E402
 from genimage.pipeline import Pipeline  # noqa: E402
 from genimage.provenance import noise_mark as N  # noqa: E402
 from genimage.provenance.dwtdct import default_message  # noqa: E402
+from genimage.provenance.noise_sync import hypotheses, synchronised  # noqa: E402
 from genimage.provenance.watermark import embed, key_id, watermark_key  # noqa: E402
 from genimage.samplers.noise import generators_for_seeds, randn  # noqa: E402
 
@@ -101,6 +106,7 @@ def main() -> None:
     ap.add_argument("--features", default="shapes", help="feature network for FD / recall / coverage")
     ap.add_argument("-n", type=int, default=500)
     ap.add_argument("--patterns", type=int, nargs="+", default=[65536])
+    ap.add_argument("--detectors", nargs="+", choices=sorted(DETECTORS), default=["signs", "search"])
     ap.add_argument("--attacks", help="comma-separated attack names (default: all, regeneration included)")
     ap.add_argument("--fd-sets", type=int, default=0)
     ap.add_argument("--quality-only", action="store_true", help="skip the attack table (only --fd-sets)")
@@ -150,10 +156,11 @@ def attack_table(args, ap, pipe, key: str, msg: bytes, entry: dict, t0: float) -
     print(f"{args.model}: noise {c}x{s}x{s} ({c * s * s} elements), sampler {opts.sampler} {opts.steps} steps, "
           f"bf16 {opts.bf16}; n = {n} per set; real = {args.data} eval split; setup {time.time() - t0:.0f}s")
     names = selected_attacks(ap, args.attacks)
-    print("\n| attack | " + " | ".join(f"M = {m}: TPR@1%FPR / bit acc. / right pattern / median z marked, unmarked"
-                                       for m in args.patterns) + " | s |")
-    print("|---|" + "---|" * len(args.patterns) + "---|")
-    rows, sums = {}, np.zeros(len(args.patterns))
+    cols = [(m, d) for m in args.patterns for d in args.detectors]
+    print("\n| attack | " + " | ".join(f"M = {m}, {d}: TPR@1%FPR / bit acc. / right pattern / median z marked, unmarked"
+                                       for m, d in cols) + " | s |")
+    print("|---|" + "---|" * len(cols) + "---|")
+    rows, sums = {}, np.zeros(len(cols))
     for name in names:
         ta = time.time()
         inv = {}
@@ -161,17 +168,18 @@ def attack_table(args, ap, pipe, key: str, msg: bytes, entry: dict, t0: float) -
             attacked = attack(pipe, name, arrs, 1000 * (tag + 1))
             inv[k] = N.invert_images(pipe, from_uint8(attacked))
         cells, row = [], {}
-        for j, m in enumerate(args.patterns):
-            res = {k: N.score_candidates(inv[k], key, msg, m) for k in ("unmarked", "real", f"M={m}")}
+        for j, (m, d) in enumerate(cols):
+            res = {k: score(inv[k], key, msg, m, d) for k in ("unmarked", "real", f"M={m}")}
             neg = torch.cat([res["unmarked"]["z"], res["real"]["z"]]).numpy()
             pos = res[f"M={m}"]["z"].numpy()
             tpr = tpr_at_fpr(pos, neg)
             right = float((res[f"M={m}"]["pattern"] == N.pattern_index(key, eps, m)).float().mean())
             bits = float(res[f"M={m}"]["bit_accuracy"].mean())
-            row[m] = {"tpr": tpr, "bit_accuracy": bits, "right_pattern": right, "z_marked": float(np.median(pos)),
-                      "z_unmarked": float(np.median(res["unmarked"]["z"].numpy())),
-                      "z_real": float(np.median(res["real"]["z"].numpy())), "threshold": float(np.quantile(neg, 0.99))}
-            cells.append(f"{tpr:.3f} / {bits:.3f} / {right:.2f} / {row[m]['z_marked']:.1f}, {row[m]['z_unmarked']:.1f}")
+            cell = {"tpr": tpr, "bit_accuracy": bits, "right_pattern": right, "z_marked": float(np.median(pos)),
+                    "z_unmarked": float(np.median(res["unmarked"]["z"].numpy())),
+                    "z_real": float(np.median(res["real"]["z"].numpy())), "threshold": float(np.quantile(neg, 0.99))}
+            row.setdefault(m, {})[d] = cell
+            cells.append(f"{tpr:.3f} / {bits:.3f} / {right:.2f} / {cell['z_marked']:.1f}, {cell['z_unmarked']:.1f}")
             if name != "none":
                 sums[j] += tpr
         rows[name] = row
@@ -180,6 +188,18 @@ def attack_table(args, ap, pipe, key: str, msg: bytes, entry: dict, t0: float) -
     if k:
         print(f"| **mean over the {k} attacks** | " + " | ".join(f"{v / k:.3f}" for v in sums) + " | |")
     return rows
+
+
+DETECTORS = {"signs": {"soft": False, "sync": False}, "search": {"soft": True, "sync": True}}
+
+
+def score(inv: torch.Tensor, key: str, msg: bytes, patterns: int, detector: str) -> dict:
+    """One set's scores by ``detector`` (:data:`DETECTORS`) from its inversions ``(1, B, C, H, W)``."""
+    how = DETECTORS[detector]
+    read = None
+    if how["sync"]:
+        inv, read = synchronised(inv, hypotheses())
+    return N.score_candidates(inv, key, msg, patterns, read, soft=how["soft"])
 
 
 if __name__ == "__main__":
