@@ -39,3 +39,5 @@ def test_detect_cli_reports_the_detector(tmp_path):
     assert res.exit_code == 0
     res = CliRunner().invoke(app, ["detect", str(tmp_path / "0000.png")])
     assert res.exit_code == 0 and "detector digits-detector: p(generated) = " in res.output, res.output
+    # it is chosen by shape alone, so the report says what it knows
+    assert "trained on real digits images vs samples of the bundled digits model only" in res.output, res.output

@@ -48,7 +48,8 @@ def format_report(info: dict) -> str:
     rec = info["record"]
     lines.append(f"  record: {rec['model']} (genimage {rec['genimage_version']})" if rec else "  record: none")
     det = info["detector"]
-    lines.append(f"  detector {det['name']}: p(generated) = {det['p_generated']:.3f}" if det
+    lines.append(f"  detector {det['name']}: p(generated) = {det['p_generated']:.3f} (trained on {det['trained_on']} "
+                 "only; chosen by image shape, other content is outside what it knows)" if det
                  else "  detector: none for this image shape")
     return "\n".join(lines)
 

@@ -42,8 +42,9 @@ def inspect_file(path: str | Path, trusted: str | Path | None = None, key: str |
         A JSON-ready dict: ``image``, ``size`` ``[W, H]``, ``channels``, ``marks``
         (:func:`genimage.provenance.marks.find_marks`), ``manifest``
         (:meth:`genimage.provenance.manifest.Verification.to_dict`), ``record`` (model and version,
-        or ``None``) and ``detector`` (name and ``p_generated``, or ``None`` when no shipped
-        detector has this image shape).
+        or ``None``) and ``detector`` (name, ``p_generated`` and ``trained_on``, what it was
+        trained to tell apart, or ``None`` when no shipped detector has this image shape: it is
+        chosen by shape alone, so its probability means something only for that content).
     """
     from genimage.provenance.detector import detector_for, p_generated
     from genimage.provenance.manifest import verify_file
@@ -61,5 +62,6 @@ def inspect_file(path: str | Path, trusted: str | Path | None = None, key: str |
     except GenimageError:
         out["record"] = None
     det = detector_for(*x.shape)
-    out["detector"] = None if det is None else {"name": det.name, "p_generated": round(float(p_generated(x[None], det)[0]), 4)}
+    out["detector"] = None if det is None else {"name": det.name, "p_generated": round(float(p_generated(x[None], det)[0]), 4),
+                                                "trained_on": det.config.source.split(": ", 1)[-1]}
     return out
