@@ -212,3 +212,17 @@ def test_the_calibration_is_computed_once_and_read_from_the_cache(tiny_model_dir
     for f in (tmp_path / "cache" / "noise_calibration").glob("*.json"):
         f.write_text("not json")  # a damaged cache is recomputed, not an error
     assert C.calibrated_detect(pipe, images, calibrate=20) == first and len(calls) == 3
+
+
+def test_integer_products_fall_back_to_the_float_product_with_the_same_result(monkeypatch):
+    """Where torch has no integer matrix product for this CPU, the float product gives the same
+    exact sums (every sum is an integer far below 2**24)."""
+    signs = (torch.randint(-1, 2, (7, 3 * 8 * 8))).to(torch.int8)
+    fast = N.best_products(signs, "k", MSG, patterns=50, chunk=16)
+
+    def missing(*a, **k):
+        raise RuntimeError("no int8 matmul here")
+
+    monkeypatch.setattr(torch, "_int_mm", missing)
+    slow = N.best_products(signs, "k", MSG, patterns=50, chunk=16)
+    assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
