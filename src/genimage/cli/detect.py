@@ -69,7 +69,7 @@ def detect(
                                                 "false-positive threshold")] = 200,
     search: Annotated[bool, typer.Option(
         "--search/--no-search", help="With --invert: also read the noise as if the image had been rotated (up to 30 "
-                                     "deg), centre-cropped (up to 56% of the area kept) or blurred / compressed, and "
+                                     "deg), centre-cropped (down to 46% of the area kept) or blurred / compressed, and "
                                      "keep the best reading; --no-search reads the image only as it is")] = True,
 ) -> None:
     """Tell whether images come from genimage. Per image: the invisible marks (the keyed

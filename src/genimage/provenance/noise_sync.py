@@ -17,8 +17,8 @@ the calibrated threshold (:mod:`genimage.provenance.noise_calibration`) measures
 
 Measured tolerance (``photos-pixel``, 48 images, median z): a rotation hypothesis 1 degree off
 keeps 95% of the score and 2 degrees off 75%; a zoom 0.03 off keeps about 90%. Hence the default
-grid: rotations every 2 degrees up to 30 either way and zooms every 0.04 up to 1.5 (a centred crop
-of 56% of the area), 43 geometries with the identity. Off-centre crops (a translation as well)
+grid: rotations every 2 degrees up to 30 either way and zooms every 0.04 up to 1.48 (a centred crop that keeps
+46% of the area), 43 geometries with the identity. Off-centre crops (a translation as well)
 are not searched.
 
 Each geometry is also tried with the warped noise low-passed (``blur`` 0.5 and 1 pixel): a blurred
