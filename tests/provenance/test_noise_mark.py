@@ -226,3 +226,27 @@ def test_integer_products_fall_back_to_the_float_product_with_the_same_result(mo
     monkeypatch.setattr(torch, "_int_mm", missing)
     slow = N.best_products(signs, "k", MSG, patterns=50, chunk=16)
     assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
+
+
+def test_the_mark_in_an_imported_sd_model_is_read_back_through_its_vae(tmp_path):
+    """An imported Stable-Diffusion-format model (tiny, random weights) marks its latents, and
+    detect reads the mark back through the VAE by decoder inversion (the random VAE's encoder
+    alone is no inverse), not in the same seeds unmarked."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
+    from sd_tiny import write_tiny_sd
+
+    from genimage.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(str(write_tiny_sd(tmp_path / "sd")))
+    opts = pipe.options(guidance=1.0, bf16=False, steps=10)
+    seeds, prompts = list(range(6)), [""] * 6
+    quantised = lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # noqa: E731
+    unmarked = quantised(pipe(seeds, prompts=prompts, options=opts))
+    pipe.noise_mark = N.record_entry(patterns=16)
+    marked = quantised(pipe(seeds, prompts=prompts, options=opts))
+    z = {k: N.detect(pipe, x, patterns=16, steps=10, decoder_steps=150, decoder_lr=0.5)["z"]
+         for k, x in (("marked", marked), ("unmarked", unmarked))}
+    assert float(z["marked"].min()) > float(z["unmarked"].max()) + 1, z

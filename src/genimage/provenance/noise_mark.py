@@ -360,7 +360,7 @@ def score_candidates(noises: torch.Tensor, key: str, message: bytes, patterns: i
 def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | None = None,
            steps: int | None = None, batch_size: int = 100, decoder_steps: int = 0,
            label_search: bool = False, guidance: float | None = None, patterns: int = 1,
-           sync: "list[Hypothesis] | None" = None, soft: bool = False) -> dict:
+           sync: "list[Hypothesis] | None" = None, soft: bool = False, decoder_lr: float = 0.02) -> dict:
     """Invert ``pipe``'s model from ``images`` ``(B, C, H, W)`` in ``[-1, 1]`` and score them.
 
     Args:
@@ -373,6 +373,7 @@ def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | 
         batch_size: Images per network batch.
         decoder_steps: For a latent model, Adam steps refining the encoder's latents so the
             decoder reproduces the image (:func:`invert_decoder`); 0 uses the encoder alone.
+            ``decoder_lr`` is their step (larger for latents far from unit scale).
         label_search: For a class-conditional model (default ``False``: invert with the null
             label and no guidance, as DDIM inversion with the empty prompt): invert once per
             class with classifier-free guidance ``guidance`` and keep, per image, the class
@@ -400,7 +401,7 @@ def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | 
 
     key = key or watermark_key()
     message = message if message is not None else default_message(key)
-    noises = invert_images(pipe, images, steps, batch_size, decoder_steps, label_search, guidance)
+    noises = invert_images(pipe, images, steps, batch_size, decoder_steps, label_search, guidance, decoder_lr)
     read = None
     if sync:
         from genimage.provenance.noise_sync import synchronised
