@@ -270,6 +270,15 @@ def score_noise(noise: torch.Tensor, key: str, message: bytes, patterns: int = 1
     ``read`` (bool, broadcastable to ``noise``) marks the elements that carry the image's noise
     (:mod:`genimage.provenance.noise_sync`: a rotated or cropped image leaves some out); only
     those are scored. Default: every element."""
+    q, got, mask = _readings(noise, read, soft)
+    dot, best = best_products(q, key, message, patterns)
+    agree, bit_accuracy = _decoded(q, got, mask, best, key, message)
+    return {"z": _z(dot, q), "agreement": agree, "bit_accuracy": bit_accuracy, "pattern": best}
+
+
+def _readings(noise: torch.Tensor, read: torch.Tensor | None, soft: bool):
+    """Per row of ``noise`` ``(R, ...)``: the int8 values ``w`` scored (signs or rounded noise,
+    0 where not read), the sign bits and the read mask, each ``(R, n)`` (see :func:`score_noise`)."""
     b = len(noise)
     flat = noise.flatten(1).float()
     n = flat.shape[1]
@@ -282,8 +291,19 @@ def score_noise(noise: torch.Tensor, key: str, message: bytes, patterns: int = 1
         q = (w * (SOFT_LEVELS / sd)[:, None]).round().clamp(-127, 127).to(torch.int8)
     else:
         q = (got.to(torch.int8) * 2 - 1) * mask.to(torch.int8)
-    dot, best = best_products(q, key, message, patterns)
-    norm = q.double().pow(2).sum(1).sqrt().clamp(min=1)
+    return q, got, mask
+
+
+def _z(dot: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``z = w . (2 m - 1) / ||w||`` per row."""
+    return (dot.double() / q.double().pow(2).sum(1).sqrt().clamp(min=1)).float()
+
+
+def _decoded(q: torch.Tensor, got: torch.Tensor, mask: torch.Tensor, best: torch.Tensor, key: str,
+             message: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the sign agreement with pattern ``best`` over the read elements, and the bit
+    accuracy of the message decoded by each bit's summed evidence."""
+    b, n = q.shape
     s = message_bits(message)
     k = len(s)
     streams = torch.stack([keystream_bits(key, n, int(j)) for j in best])
@@ -292,8 +312,7 @@ def score_noise(noise: torch.Tensor, key: str, message: bytes, patterns: int = 1
     evidence = q.float() * (1 - 2 * streams.float())  # > 0: the repeated message bit reads 1
     idx = torch.arange(n) % k
     bits = (torch.zeros(b, k).index_add_(1, idx, evidence) > 0).to(torch.uint8)
-    return {"z": (dot.double() / norm).float(), "agreement": agree.float(),
-            "bit_accuracy": (bits == s[None]).float().mean(1), "pattern": best}
+    return agree.float(), (bits == s[None]).float().mean(1)
 
 
 def invert_images(pipe, images: torch.Tensor, steps: int | None = None, batch_size: int = 100,
@@ -343,17 +362,21 @@ def invert_images(pipe, images: torch.Tensor, steps: int | None = None, batch_si
 def score_candidates(noises: torch.Tensor, key: str, message: bytes, patterns: int = 1,
                      read: torch.Tensor | None = None, soft: bool = False) -> dict:
     """:func:`score_noise` of each candidate inversion ``(K, B, C, H, W)`` (all ``K * B`` rows in
-    one pass over the patterns); per image the candidate with the highest ``z`` is kept (its
+    one pass over the patterns; the message is decoded only from the kept candidate); per image
+    the candidate with the highest ``z`` is kept (its
     index is ``"candidate"`` when ``K > 1``). ``read`` ``(K, C or 1, H, W)``: each candidate's
     scored elements (default: all). ``soft``: see :func:`score_noise`."""
     kk, b = noises.shape[:2]
     flat_read = None if read is None else read[:, None].expand(kk, b, *read.shape[1:]).flatten(0, 1)
-    res = score_noise(noises.flatten(0, 1), key, message, patterns, flat_read, soft)
-    per = {name: v.reshape(kk, b) for name, v in res.items()}
-    best = per["z"].argmax(0)
-    out = {name: v.gather(0, best[None])[0] for name, v in per.items()}
+    q, got, mask = _readings(noises.flatten(0, 1), flat_read, soft)
+    dot, best = best_products(q, key, message, patterns)
+    z = _z(dot, q).reshape(kk, b)
+    pick = z.argmax(0)
+    rows = pick * b + torch.arange(b)  # each image's best candidate: only these are decoded
+    agree, bit_accuracy = _decoded(q[rows], got[rows], mask[rows], best[rows], key, message)
+    out = {"z": z.gather(0, pick[None])[0], "agreement": agree, "bit_accuracy": bit_accuracy, "pattern": best[rows]}
     if kk > 1:
-        out["candidate"] = best
+        out["candidate"] = pick
     return out
 
 
