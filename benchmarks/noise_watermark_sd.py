@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watermark_attacks import ATTACKS, selected_attacks, tpr_at_fpr  # noqa: E402
+from watermark_attacks import ATTACKS, selected_attacks  # noqa: E402
 
 
 REAL_SIZE = 192
@@ -81,8 +81,8 @@ def main() -> None:
     from genimage.pipeline import Pipeline
     from genimage.provenance import noise_mark as N
     from genimage.provenance.dwtdct import default_message
-    from genimage.provenance.noise_sync import hypotheses, synchronised
     from genimage.provenance.watermark import key_id, watermark_key
+    from noise_watermark_attacks import detection_cell, score  # the same two readings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, required=True, help="where the random SD folder is (written if absent)")
@@ -121,7 +121,6 @@ def main() -> None:
     print(f"{args.folder}: {size} px, latents {c}x{h}x{w} ({c * h * w} noise elements), DDIM {args.steps} steps, "
           f"{gen_s:.1f} s per image generated; n = {n} per set; setup {time.time() - t0:.0f}s", flush=True)
     ap_names = [a for a in selected_attacks(ap, args.attacks) if a in ATTACKS]
-    grid = hypotheses()
     print("\n| attack | signs: TPR@1%FPR / bit acc. / median z marked, unmarked | search: TPR@1%FPR / bit acc. / "
           "median z marked, unmarked | s per image |")
     print("|---|---|---|---|")
@@ -137,18 +136,8 @@ def main() -> None:
                                      decoder_lr=args.decoder_lr)
         row, cells = {}, []
         for det in ("signs", "search"):
-            res = {}
-            for k, v in inv.items():
-                if det == "search":
-                    cands, read = synchronised(v, grid)
-                    res[k] = N.score_candidates(cands, key, msg, args.patterns, read, soft=True)
-                else:
-                    res[k] = N.score_candidates(v, key, msg, args.patterns)
-            neg = torch.cat([res["unmarked"]["z"], res["real"]["z"]]).numpy()
-            pos = res["marked"]["z"].numpy()
-            row[det] = {"tpr": tpr_at_fpr(pos, neg), "bit_accuracy": float(res["marked"]["bit_accuracy"].mean()),
-                        "z_marked": float(np.median(pos)), "z_unmarked": float(np.median(res["unmarked"]["z"].numpy())),
-                        "z_real": float(np.median(res["real"]["z"].numpy())), "threshold": float(np.quantile(neg, 0.99))}
+            res = {k: score(v, key, msg, args.patterns, det) for k, v in inv.items()}
+            row[det] = detection_cell(res["marked"], res["unmarked"], res["real"])
             cells.append(f"{row[det]['tpr']:.3f} / {row[det]['bit_accuracy']:.3f} / {row[det]['z_marked']:.1f}, "
                          f"{row[det]['z_unmarked']:.1f}")
         rows[name] = row
