@@ -76,10 +76,10 @@ def calibrated_detect(pipe, images: torch.Tensor, calibrate: int = 200, key: str
         _write_cached(path, null_z)
     thr = max(float(torch.quantile(null_z, 0.99)), DETECTION_Z)
     res = detect(pipe, images, key, message, label_search=labels is not None, patterns=patterns, sync=grid, soft=search)
-    reading = (f"correlation of the sampler's inverted noise with the keyed pattern, best of {len(grid)} rotation / "
-               "centred-crop / low-pass hypotheses" if search else "sign agreement of the sampler's inverted noise "
-               "with the keyed pattern")
-    how = (f"{METHOD}: {reading}{' (label search)' if labels is not None else ''}; threshold = 99th percentile "
+    reading_text = (f"correlation of the sampler's inverted noise with the keyed pattern, best of {len(grid)} rotation / "
+                    "centred-crop / low-pass hypotheses" if search else "sign agreement of the sampler's inverted "
+                    "noise with the keyed pattern")
+    how = (f"{METHOD}: {reading_text}{' (label search)' if labels is not None else ''}; threshold = 99th percentile "
            f"of {calibrate} unmarked samples")
     out = []
     for i in range(len(images)):
