@@ -7,18 +7,19 @@ quality cost, side by side (issue 18 items 1 and 4).
 
 For ``n`` seeds the model generates with its default sampling, once from ordinary noise and once
 per ``--patterns M`` from Gaussian-Shading noise spread over ``M`` keyed sign patterns
-(:mod:`genimage.provenance.noise_mark`). ``n`` real images of the model's training set (the
-eval split of ``--data``) are the second negative set. Every attack of
+(:mod:`genimage.provenance.noise_mark`). ``n`` real images of the model's training set (the eval
+split of ``--data``) are the second negative set. Every attack of
 ``benchmarks/watermark_attacks.py`` (JPEG, resizes, crops, rotations, noise, blur, brightness,
-contrast) and a regeneration through the same model's img2img at strengths 0.3 and 0.6 is
-applied to every set as the CLI saves it (8-bit, the pixel pattern mark on top of generated images); the detector then inverts the sampler (Euler, the
-model's steps, no conditioning: :func:`genimage.provenance.noise_mark.invert_images`) and keeps
-the best of the ``M`` patterns. Two detectors read the same inversions: ``signs`` (the sign
-agreement of the noise as inverted, Gaussian Shading's reading) and ``search`` (the linear
-correlation of the noise, best of the 129 rotation / centred-zoom / low-pass hypotheses of
-:func:`genimage.provenance.noise_sync.hypotheses`, what ``genimage detect --invert`` does). TPR is the fraction of attacked marked images above the 99th
-percentile of the attacked unmarked + real scores (1% FPR on 2n negatives); bit accuracy is
-that of the majority-decoded 32-bit message.
+contrast) and a regeneration through the same model's img2img at strengths 0.3 and 0.6 is applied
+to every set as the CLI saves it (8-bit, the pixel pattern mark on top of generated images); the
+detector then inverts the sampler (Euler, the model's steps, no conditioning:
+:func:`genimage.provenance.noise_mark.invert_images`) and keeps the best of the ``M`` patterns.
+Two detectors read the same inversions: ``signs`` (the sign agreement of the noise as inverted,
+Gaussian Shading's reading) and ``search`` (the linear correlation of the noise, best of the 129
+rotation / centred-zoom / low-pass hypotheses of
+:func:`genimage.provenance.noise_sync.hypotheses`, what ``genimage detect --invert`` does). TPR is
+the fraction of attacked marked images above the 99th percentile of the attacked unmarked + real
+scores (1% FPR on 2n negatives); bit accuracy is that of the majority-decoded 32-bit message.
 
 Quality (``--fd-sets K``): FD, recall and coverage (k = 5) in the domain's feature network to
 ``--fd-real`` real images, over ``K`` disjoint seed sets of ``n`` each, unmarked and marked with

@@ -6,19 +6,19 @@
         [--attacks "none,JPEG 90"] [--json out.json]
 
 The folder is written once (``save_pretrained``, safetensors): a diffusers
-``StableDiffusionPipeline`` with random weights, SD's layout at 512 px (``AutoencoderKL`` with four
-levels, 8x down-sampling: latents 4x64x64 = 16,384 noise elements, as SD 1.x; a small
+``StableDiffusionPipeline`` with random weights, SD's layout at 512 px (``AutoencoderKL`` with
+four levels, 8x down-sampling: latents 4x64x64 = 16,384 noise elements, as SD 1.x; a small
 ``UNet2DConditionModel`` (32, 64 channels, cross-attention) and a 2-layer CLIP text encoder, so
 that it runs on this CPU), and genimage imports it through its SD path
 (``Pipeline.from_pretrained``). ``n`` seeds generate with the empty prompt (DDIM, ``--steps``),
 unmarked and marked (Gaussian Shading over ``--patterns`` keyed sign patterns); ``n`` crops of the
-built-in photos (192 px, about the largest their eval split has, resized to 512) are the real negatives. Each attack of ``benchmarks/watermark_attacks.py``
-is applied in pixel space to all three sets; the detector encodes (posterior mean), refines the
-latents by ``--decoder-steps`` Adam steps so the decoder reproduces the image
-(:func:`genimage.provenance.noise_mark.invert_decoder`: a random VAE's encoder is no inverse of
-its decoder), inverts the DDIM sampler and scores the patterns, by sign agreement (``signs``)
-and by the search of ``genimage detect --invert`` (``search``). TPR at the 99th percentile of
-the 2n attacked negatives.
+built-in photos (192 px, about the largest their eval split has, resized to 512) are the real
+negatives. Each attack of ``benchmarks/watermark_attacks.py`` is applied in pixel space to all
+three sets; the detector encodes (posterior mean), refines the latents by ``--decoder-steps`` Adam
+steps so the decoder reproduces the image (:func:`genimage.provenance.noise_mark.invert_decoder`:
+a random VAE's encoder is no inverse of its decoder), inverts the DDIM sampler and scores the
+patterns, by sign agreement (``signs``) and by the search of ``genimage detect --invert``
+(``search``). TPR at the 99th percentile of the 2n attacked negatives.
 
 Random weights make images no one would want; what this measures is the machinery at SD's
 size (memory, time per image, the latent path end to end) and whether a mark survives a VAE

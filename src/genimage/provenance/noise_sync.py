@@ -17,9 +17,9 @@ the calibrated threshold (:mod:`genimage.provenance.noise_calibration`) measures
 
 Measured tolerance (``photos-pixel``, 48 images, median z): a rotation hypothesis 1 degree off
 keeps 95% of the score and 2 degrees off 75%; a zoom 0.03 off keeps about 90%. Hence the default
-grid: rotations every 2 degrees up to 30 either way and zooms every 0.04 up to 1.48 (a centred crop that keeps
-46% of the area), 43 geometries with the identity. Off-centre crops (a translation as well)
-are not searched.
+grid: rotations every 2 degrees up to 30 either way and zooms every 0.04 up to 1.48 (a centred
+crop that keeps 46% of the area), 43 geometries with the identity. Off-centre crops (a translation
+as well) are not searched.
 
 Each geometry is also tried with the warped noise low-passed (``blur`` 0.5 and 1 pixel): a blurred
 or compressed image inverts to a low-passed copy of its noise plus error, and correlating the
@@ -85,8 +85,9 @@ def warp_back(x: torch.Tensor, h: Hypothesis) -> tuple[torch.Tensor, torch.Tenso
     """Undo hypothesis ``h`` on ``x`` ``(B, C, H, W)`` (an image, or the noise inverted from it).
 
     Returns the warped tensor, whose element ``p`` is ``x`` read where ``h`` moved ``p`` to
-    (bilinear: centred coordinates ``p`` -> ``zoom * R(-rotation) p``), low-passed by ``h.blur``, and ``read`` ``(1, 1, H, W)`` (bool): the elements whose source lies inside ``x``
-    (half a pixel in from its edge), the only ones that still carry the original.
+    (bilinear: centred coordinates ``p`` -> ``zoom * R(-rotation) p``), low-passed by ``h.blur``,
+    and ``read`` ``(1, 1, H, W)`` (bool): the elements whose source lies inside ``x`` (half a
+    pixel in from its edge), the only ones that still carry the original.
     """
     b, c, height, width = x.shape
     if height != width:
