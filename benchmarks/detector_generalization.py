@@ -44,6 +44,24 @@ Detectors (``--methods``):
   the 1st, 5th and 20th nearest, in pixels and in the frozen features; a real training image
   leaves itself out). Small generators sit too close to their training set (memorisation) or
   too far from it, in either direction, which a linear probe cannot express;
+* ``cnn+align``: the ``cnn`` trained with aligned fakes as well (Rajan et al. 2025, "On the
+  effectiveness of dataset alignment for fake image detection"): the real training digits
+  re-made by each training family that can re-make an image (diffusion, consistency and reflow
+  by their own img2img at strengths 0.25 / 0.5 / 0.75, the VAE by encoding and decoding; a GAN
+  has no encoder and a flow's reconstruction is exact), so a fake and a real share their
+  content and only the generator's trace tells them apart. Only families trained on are used,
+  never the one left out;
+* ``cnn+ens``: the average logit of ``--ensemble`` ``cnn`` detectors trained from different
+  seeds (one detector, scored once);
+* ``denoise+knn``: one-class evidence from models of the real digits only, with boosted trees
+  on top: the bundled ``digits`` diffusion model's denoising error (unconditional, 8 fixed
+  noise draws) at noise levels :data:`DENOISE_T` (a per-image likelihood proxy, as the ELBO is
+  a weighted sum of them; Ho et al. 2020 eq. 12; used for detection by Ricker et al. 2024,
+  "AEROBLADE", with an autoencoder's error instead) and the six distances of
+  ``frozen+knn``. The diffusion column is not a fair held-out test here: the model read is the
+  one that made those samples;
+* ``cnn+denoise``: late fusion of ``cnn`` and ``denoise+knn``: each detector's score in units
+  of its spread on the real validation digits (minus their mean), averaged;
 * ``grid``: a logistic regression on one hand-made number, the mean distance of the pixels
   from the real digits' 17-level grid: the storage cue alone (with ``--levels 17`` it is 0 for
   every image, so chance).
@@ -51,13 +69,14 @@ Detectors (``--methods``):
 Scores: average precision (generated = positive) on 297 real-eval vs 297 test samples, and
 accuracy at the threshold calibrated on the training family's validation split (the
 threshold that maximises balanced accuracy there). Each trained detector is trained with
-``--seeds`` seeds (default 2; batch 256, ``--epochs`` 12, AdamW 3e-3 cosine) and the scores are
+``--seeds`` seeds (default 2; batch 256, ``--epochs`` 40, AdamW 3e-3 cosine) and the scores are
 averaged. Samples are cached in ``--cache``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -76,7 +95,11 @@ from genimage.metrics.features import FeatureNetConfig, SmallCNN, load_feature_n
 
 BUNDLED = {"diffusion": "digits", "consistency": "digits-2step"}
 ORDER = ["gan", "vae", "normalizing-flow", "diffusion", "consistency", "reflow"]
-METHODS = ["cnn", "cnn+aug", "fft", "fft+aug", "frozen", "frozen+fft", "frozen+knn", "grid"]
+METHODS = ["cnn", "cnn+aug", "fft", "fft+aug", "frozen", "frozen+fft", "frozen+knn", "cnn+align", "cnn+ens",
+           "denoise+knn", "cnn+denoise", "grid"]
+RECONSTRUCTS = {"vae", "diffusion", "consistency", "reflow"}  # families that can re-make a given image
+ALIGN_STRENGTHS = (0.25, 0.5, 0.75)
+DENOISE_T = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 N_TRAIN, N_VAL, N_TEST, TEST_SEED0 = 1200, 300, 297, 100_000
 
 
@@ -102,6 +125,43 @@ def family_samples(model: str, cache: Path) -> torch.Tensor:
                          for part in (seeds[i:i + 300] for i in range(0, len(seeds), 300))])
     out = snap(out, 256)
     print(f"{model}: {len(seeds)} samples in {time.perf_counter() - t0:.0f} s", flush=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return out
+
+
+def aligned_reconstructions(model: str, family: str, real: torch.Tensor, labels: list[int],
+                             cache: Path) -> torch.Tensor:
+    """``real`` re-made by ``model`` (``cnn+align``): img2img at :data:`ALIGN_STRENGTHS` (a third
+    of the images each, with their own digit's label) or, for a VAE, its decoded posterior mean; 8-bit."""
+    path = cache / f"{Path(model).name}-aligned-{len(real)}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        if family == "vae":
+            from genimage.families.io import load_generator
+
+            vae = load_generator(model).model
+            cond = torch.tensor(labels)
+            mean, _ = vae.encode(real, cond)
+            out = vae.decode(mean, cond)
+        else:
+            from genimage.editing.spec import EditSpec
+            from genimage.pipeline import Pipeline
+
+            pipe = Pipeline.from_pretrained(model)
+            o = pipe.options()
+            parts = torch.arange(len(real)) % len(ALIGN_STRENGTHS)
+            out = torch.empty_like(real)
+            for k, strength in enumerate(ALIGN_STRENGTHS):
+                idx = (parts == k).nonzero()[:, 0]
+                steps = max(o.steps, math.ceil(1 / strength))  # a 2-step consistency model: 4 steps at 0.25
+                out[idx] = pipe([200_000 + int(i) for i in idx], labels=[labels[int(i)] for i in idx],
+                                options=dataclasses.replace(o, steps=steps), edit=EditSpec(real[idx], strength),
+                                batch_size=300).float()
+    out = snap(out.float(), 256)
+    print(f"{model}: {len(real)} aligned reconstructions in {time.perf_counter() - t0:.0f} s", flush=True)
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
     return out
@@ -239,6 +299,57 @@ def train_knn(x: torch.Tensor, y: torch.Tensor, *, seed: int, net, ref: torch.Te
     return lambda images: clf.decision_function(inputs(images))
 
 
+class DenoisingError:
+    """``(N, len(DENOISE_T))`` log mean squared error of the bundled ``digits`` model's ``x0``
+    prediction from ``x_t = alpha_t x + sigma_t eps``, averaged over ``draws`` fixed noises (the
+    same for every image, so an image's features do not depend on its batch; memoised per image)."""
+
+    def __init__(self, draws: int = 8) -> None:
+        from genimage.pipeline import Pipeline
+
+        self.pipe = Pipeline.from_pretrained("digits")
+        self.noise = torch.randn((draws, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+        self.memo: dict[bytes, torch.Tensor] = {}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        keys = [row.numpy().tobytes() for row in images]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        if todo:
+            for i, f in zip(todo, self._features(images[todo])):
+                self.memo[keys[i]] = f
+        return torch.stack([self.memo[k] for k in keys])
+
+    @torch.no_grad()
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        from genimage.paths.conversions import PathCoefficients
+
+        model = self.pipe.loaded.denoiser
+        n = len(images)
+        cond = self.pipe.conditioner(labels=[None] * n, batch=n)
+        cols = []
+        for t in DENOISE_T:
+            c = PathCoefficients.at(model.path, torch.tensor(t), ndim=4)
+            err = torch.zeros(n)
+            for eps in self.noise:
+                pred = model(float(c.alpha) * images + float(c.sigma) * eps, torch.full((n,), t), cond)
+                err += ((pred.x0.float() - images) ** 2).flatten(1).mean(1) / len(self.noise)
+            cols.append(err.clamp(min=1e-6).log())
+        return torch.stack(cols, 1)
+
+
+def train_denoise(x: torch.Tensor, y: torch.Tensor, *, seed: int, net, ref: torch.Tensor, denoise: DenoisingError):
+    """Boosted trees on :class:`DenoisingError` and :func:`knn_distances` (``x[:len(ref)]`` is ``ref``)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    def inputs(images: torch.Tensor, self_ref: bool = False) -> np.ndarray:
+        return torch.cat([denoise(images), knn_distances(images, ref, net, self_ref)], 1).numpy()
+
+    n = len(ref)
+    feats = np.concatenate([inputs(x[:n], self_ref=True), inputs(x[n:])])
+    clf = HistGradientBoostingClassifier(max_iter=200, class_weight="balanced", random_state=seed).fit(feats, y.numpy())
+    return lambda images: clf.decision_function(inputs(images))
+
+
 def grid_distance(images: torch.Tensor) -> torch.Tensor:
     """``(N, 1)`` mean distance of the pixels from the 17-level grid of the real digits, in levels."""
     v = (images.clamp(-1, 1) + 1) * 8
@@ -248,6 +359,12 @@ def grid_distance(images: torch.Tensor) -> torch.Tensor:
 def train_grid(x: torch.Tensor, y: torch.Tensor, *, seed: int):
     clf = LogisticRegression(class_weight="balanced", random_state=seed).fit(grid_distance(x).numpy(), y.numpy())
     return lambda images: clf.decision_function(grid_distance(images).numpy())
+
+
+def fused(scores: list, real_va: torch.Tensor):
+    """The average of ``scores``' outputs, each standardised on the real validation images."""
+    stats = [(float(np.mean(v)), float(np.std(v)) + 1e-6) for v in (f(real_va) for f in scores)]
+    return lambda images: np.mean([(f(images) - m) / sd for f, (m, sd) in zip(scores, stats)], axis=0)
 
 
 def calibrated_threshold(real_s: np.ndarray, fake_s: np.ndarray) -> float:
@@ -265,7 +382,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--protocols", default="one,lofo")
     ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--ensemble", type=int, default=3, help="detectors averaged by cnn+ens")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/genimage_detector_generalization"))
     ap.add_argument("--json", type=Path, help="write all scores here")
     ap.add_argument("--threads", type=int, default=1)
@@ -283,20 +401,53 @@ def main() -> None:
         s = snap(family_samples(models[f], args.cache), args.levels)
         fake[f] = (s[:N_TRAIN], s[N_TRAIN:N_TRAIN + N_VAL], s[N_TRAIN + N_VAL:])
     net = load_feature_net("digits")
+    aligned = {}
+    if any(m == "cnn+align" for m in args.methods.split(",")):
+        real_labels = [int(d["label"]) for d in load_builtin("digits", split="train")][:N_TRAIN + N_VAL]
+        for f in families:
+            if f in RECONSTRUCTS:
+                r = snap(aligned_reconstructions(models[f], f, torch.cat([real_tr, real_va]), real_labels,
+                                                 args.cache), args.levels)
+                aligned[f] = (r[:N_TRAIN], r[N_TRAIN:])
+    cached: dict = {}
+
+    def denoiser() -> DenoisingError:
+        if "d" not in cached:
+            cached["d"] = DenoisingError()
+        return cached["d"]
+
     results: dict = {"levels": args.levels, "families": families, "models": models}
 
     def fit(method: str, train_fams: list[str], seed: int):
         share_tr, share_va = N_TRAIN // len(train_fams), N_VAL // len(train_fams)
         fx = torch.cat([fake[f][0][:share_tr] for f in train_fams])
         fv = torch.cat([fake[f][1][:share_va] for f in train_fams])
+        if method == "cnn+align":  # each re-making family re-makes its own share of the real digits
+            makers = [f for f in train_fams if f in aligned]
+            for j, f in enumerate(makers):
+                a_tr, a_va = N_TRAIN // len(makers), N_VAL // len(makers)
+                fx = torch.cat([fx, aligned[f][0][j * a_tr:(j + 1) * a_tr]])
+                fv = torch.cat([fv, aligned[f][1][j * a_va:(j + 1) * a_va]])
         x = torch.cat([real_tr, fx])
         y = torch.cat([torch.zeros(len(real_tr), dtype=torch.long), torch.ones(len(fx), dtype=torch.long)])
         if method == "grid":
             score = train_grid(x, y, seed=seed)
         elif method == "frozen+knn":
             score = train_knn(x, y, seed=seed, net=net, ref=real_tr)
+        elif method == "denoise+knn":
+            score = train_denoise(x, y, seed=seed, net=net, ref=real_tr, denoise=denoiser())
+        elif method == "cnn+denoise":
+            parts = [train_cnn(x, y, fft=False, aug=False, seed=seed, epochs=args.epochs),
+                     train_denoise(x, y, seed=seed, net=net, ref=real_tr, denoise=denoiser())]
+            score = fused(parts, real_va)
         elif method.startswith("frozen"):
             score = train_probe(x, y, fft="fft" in method, seed=seed, net=net)
+        elif method == "cnn+ens":
+            members = [train_cnn(x, y, fft=False, aug=False, seed=100 * seed + k, epochs=args.epochs)
+                       for k in range(args.ensemble)]
+
+            def score(images: torch.Tensor) -> np.ndarray:
+                return np.mean([m(images) for m in members], axis=0)
         else:
             score = train_cnn(x, y, fft=method.startswith("fft"), aug=method.endswith("aug"), seed=seed,
                               epochs=args.epochs)
@@ -309,7 +460,7 @@ def main() -> None:
         return float(ap_), float(acc)
 
     for method in args.methods.split(","):
-        seeds = [0] if method.startswith(("frozen", "grid")) else list(range(args.seeds))  # the probe is deterministic
+        seeds = [0] if method.startswith(("frozen", "grid", "denoise")) else list(range(args.seeds))  # the probe is deterministic
         t0 = time.perf_counter()
         if "one" in args.protocols:
             table = {}
