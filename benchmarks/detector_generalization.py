@@ -286,12 +286,13 @@ def knn_distances(images: torch.Tensor, ref: torch.Tensor, net, self_ref: bool =
     return torch.stack(cols, 1)
 
 
-def train_knn(x: torch.Tensor, y: torch.Tensor, *, seed: int, net, ref: torch.Tensor):
-    """Boosted trees on the frozen features and :func:`knn_distances` (``x[:len(ref)]`` is ``ref``)."""
+def train_knn(x: torch.Tensor, y: torch.Tensor, *, seed: int, net, ref: torch.Tensor, evidence):
+    """Boosted trees on ``evidence(images)`` (``(N, F)``: the frozen features for ``frozen+knn``,
+    :class:`DenoisingError` for ``denoise+knn``) and :func:`knn_distances` (``x[:len(ref)]`` is ``ref``)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     def inputs(images: torch.Tensor, self_ref: bool = False) -> np.ndarray:
-        return torch.cat([net.features(images), knn_distances(images, ref, net, self_ref)], 1).numpy()
+        return torch.cat([evidence(images), knn_distances(images, ref, net, self_ref)], 1).numpy()
 
     n = len(ref)
     feats = np.concatenate([inputs(x[:n], self_ref=True), inputs(x[n:])])
@@ -335,19 +336,6 @@ class DenoisingError:
                 err += ((pred.x0.float() - images) ** 2).flatten(1).mean(1) / len(self.noise)
             cols.append(err.clamp(min=1e-6).log())
         return torch.stack(cols, 1)
-
-
-def train_denoise(x: torch.Tensor, y: torch.Tensor, *, seed: int, net, ref: torch.Tensor, denoise: DenoisingError):
-    """Boosted trees on :class:`DenoisingError` and :func:`knn_distances` (``x[:len(ref)]`` is ``ref``)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    def inputs(images: torch.Tensor, self_ref: bool = False) -> np.ndarray:
-        return torch.cat([denoise(images), knn_distances(images, ref, net, self_ref)], 1).numpy()
-
-    n = len(ref)
-    feats = np.concatenate([inputs(x[:n], self_ref=True), inputs(x[n:])])
-    clf = HistGradientBoostingClassifier(max_iter=200, class_weight="balanced", random_state=seed).fit(feats, y.numpy())
-    return lambda images: clf.decision_function(inputs(images))
 
 
 def grid_distance(images: torch.Tensor) -> torch.Tensor:
@@ -433,12 +421,12 @@ def main() -> None:
         if method == "grid":
             score = train_grid(x, y, seed=seed)
         elif method == "frozen+knn":
-            score = train_knn(x, y, seed=seed, net=net, ref=real_tr)
+            score = train_knn(x, y, seed=seed, net=net, ref=real_tr, evidence=net.features)
         elif method == "denoise+knn":
-            score = train_denoise(x, y, seed=seed, net=net, ref=real_tr, denoise=denoiser())
+            score = train_knn(x, y, seed=seed, net=net, ref=real_tr, evidence=denoiser())
         elif method == "cnn+denoise":
             parts = [train_cnn(x, y, fft=False, aug=False, seed=seed, epochs=args.epochs),
-                     train_denoise(x, y, seed=seed, net=net, ref=real_tr, denoise=denoiser())]
+                     train_knn(x, y, seed=seed, net=net, ref=real_tr, evidence=denoiser())]
             score = fused(parts, real_va)
         elif method.startswith("frozen"):
             score = train_probe(x, y, fft="fft" in method, seed=seed, net=net)
