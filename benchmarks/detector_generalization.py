@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -380,7 +381,8 @@ def main() -> None:
     models = dict(BUNDLED)
     models.update(dict(m.split("=", 1) for m in args.model))
     families = [f for f in ORDER if f in models]
-    real_all = torch.stack([d["image"] for d in load_builtin("digits", split="train")])
+    train = list(load_builtin("digits", split="train"))
+    real_all = torch.stack([d["image"] for d in train])
     real_tr, real_va = real_all[:N_TRAIN], real_all[N_TRAIN:N_TRAIN + N_VAL]
     data = load_builtin("digits", split="eval")
     real_te = torch.stack([data[i]["image"] for i in range(len(data))])
@@ -390,20 +392,14 @@ def main() -> None:
         fake[f] = (s[:N_TRAIN], s[N_TRAIN:N_TRAIN + N_VAL], s[N_TRAIN + N_VAL:])
     net = load_feature_net("digits")
     aligned = {}
-    if any(m == "cnn+align" for m in args.methods.split(",")):
-        real_labels = [int(d["label"]) for d in load_builtin("digits", split="train")][:N_TRAIN + N_VAL]
+    if "cnn+align" in args.methods.split(","):
+        real_labels = [int(d["label"]) for d in train[:N_TRAIN + N_VAL]]
         for f in families:
             if f in RECONSTRUCTS:
                 r = snap(aligned_reconstructions(models[f], f, torch.cat([real_tr, real_va]), real_labels,
                                                  args.cache), args.levels)
                 aligned[f] = (r[:N_TRAIN], r[N_TRAIN:])
-    cached: dict = {}
-
-    def denoiser() -> DenoisingError:
-        if "d" not in cached:
-            cached["d"] = DenoisingError()
-        return cached["d"]
-
+    denoiser = functools.cache(DenoisingError)  # built on first use, then shared (its memo too)
     results: dict = {"levels": args.levels, "families": families, "models": models}
 
     def fit(method: str, train_fams: list[str], seed: int):
