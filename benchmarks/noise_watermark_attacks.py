@@ -3,7 +3,7 @@ quality cost, side by side (issue 18 items 1 and 4).
 
     OMP_NUM_THREADS=1 python benchmarks/noise_watermark_attacks.py --model MODEL [-n 500]
         [--patterns 1 256 65536] [--detectors signs search] [--attacks "none,JPEG 90"]
-        [--fd-sets 4] [--json out.json]
+        [--fd-sets 4] [--image-size 64] [--json out.json]
 
 For ``n`` seeds the model generates with its default sampling, once from ordinary noise and once
 per ``--patterns M`` from Gaussian-Shading noise spread over ``M`` keyed sign patterns
@@ -29,6 +29,7 @@ each ``M``; the spread between seed sets is what a cost must exceed to be measur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -112,6 +113,9 @@ def main() -> None:
     ap.add_argument("--fd-sets", type=int, default=0)
     ap.add_argument("--quality-only", action="store_true", help="skip the attack table (only --fd-sets)")
     ap.add_argument("--fd-real", type=int, default=5000, help="real images of the FD / recall reference (train split)")
+    ap.add_argument("--image-size", type=int, help="generate, attack and invert at this size instead of the "
+                    "model's own (a convolutional model trained at 32 px samples larger images too: how the "
+                    "mark scales with the number of noise elements)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -119,13 +123,15 @@ def main() -> None:
     t0 = time.time()
     pipe = Pipeline.from_pretrained(args.model)
     pipe.noise_mark = None  # each set says whether it is marked (a bundled model may mark by default)
+    if args.image_size:
+        pipe.config = dataclasses.replace(pipe.config, image_size=args.image_size)
     if pipe.config.autoencoder or pipe.conditioner.uses_labels or pipe.conditioner.uses_text:
         ap.error("this benchmark is for unconditional pixel-space models")
     key = watermark_key()
     msg = default_message(key)
     entry = {"method": N.METHOD, "key_id": key_id(key), "message": msg.hex()}
     n, s = args.n, pipe.config.image_size
-    result = {"model": args.model, "n": n}
+    result = {"model": args.model, "n": n, "image_size": s}
     if not args.quality_only:
         result["rows"] = attack_table(args, ap, pipe, key, msg, entry, t0)
     if args.fd_sets:
