@@ -206,13 +206,18 @@ def detection_cell(marked: dict, unmarked: dict, real: dict) -> dict:
 DETECTORS = {"signs": {"soft": False, "sync": False}, "search": {"soft": True, "sync": True}}
 
 
-def score(inv: torch.Tensor, key: str, msg: bytes, patterns: int, detector: str) -> dict:
-    """One set's scores by ``detector`` (:data:`DETECTORS`) from its inversions ``(1, B, C, H, W)``."""
+def score(inv: torch.Tensor, key: str, msg: bytes, patterns: int, detector: str, chunk: int = 100) -> dict:
+    """One set's scores by ``detector`` (:data:`DETECTORS`) from its inversions ``(1, B, C, H, W)``,
+    ``chunk`` images at a time (each image is scored on its own; the 129 warped copies of 500
+    images at 64 px would not fit in memory at once)."""
     how = DETECTORS[detector]
-    read = None
-    if how["sync"]:
-        inv, read = synchronised(inv, hypotheses())
-    return N.score_candidates(inv, key, msg, patterns, read, soft=how["soft"])
+    parts = []
+    for i in range(0, inv.shape[1], chunk):
+        part, read = inv[:, i:i + chunk], None
+        if how["sync"]:
+            part, read = synchronised(part, hypotheses())
+        parts.append(N.score_candidates(part, key, msg, patterns, read, soft=how["soft"]))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 if __name__ == "__main__":
