@@ -72,8 +72,10 @@ def attack(pipe, name: str, arrs: list[np.ndarray], seed0: int) -> list[np.ndarr
     return [np.asarray(ATTACKS[name](Image.fromarray(a), seed0 + i).convert("RGB")) for i, a in enumerate(arrs)]
 
 
-def quality(pipe, entry: dict, patterns: list[int], n: int, sets: int, real_feats: torch.Tensor, net, key: str) -> dict:
-    """FD / recall / coverage over ``sets`` disjoint seed sets, unmarked and per ``M``."""
+def quality(pipe, entry: dict, patterns: list[int], n: int, sets: int, real_feats: torch.Tensor, net, key: str,
+            first_set: int = 0) -> dict:
+    """FD / recall / coverage over ``sets`` disjoint seed sets (``first_set``, ``first_set + 1``, ...),
+    unmarked and per ``M``."""
     from genimage.metrics.frechet import frechet_distance
     from genimage.metrics.prdc import prdc
 
@@ -85,14 +87,14 @@ def quality(pipe, entry: dict, patterns: list[int], n: int, sets: int, real_feat
     for name, m in rows.items():
         vals = {"fd": [], "recall": [], "coverage": [], "precision": []}
         for k in range(sets):
-            seeds = list(range(100_000 + k * n, 100_000 + (k + 1) * n))
+            seeds = list(range(100_000 + (first_set + k) * n, 100_000 + (first_set + k + 1) * n))
             pipe.noise_mark = None if m is None else {**entry, "patterns": m}
             x = from_uint8(saved(pipe(seeds, batch_size=100), key))  # as the CLI saves them
             f = net.features(x)
             vals["fd"].append(frechet_distance(f, real_feats))
             q = prdc(real_feats, f)
-            for key in ("recall", "coverage", "precision"):
-                vals[key].append(q[key])
+            for stat in ("recall", "coverage", "precision"):
+                vals[stat].append(q[stat])
         cell = lambda v, p: f"{np.mean(v):.{p}f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.{p}f}"  # noqa: E731
         print(f"| {name} | {cell(vals['fd'], 2)} ({', '.join(f'{v:.1f}' for v in vals['fd'])}) | "
               f"{cell(vals['recall'], 3)} | {cell(vals['coverage'], 3)} | {cell(vals['precision'], 3)} |", flush=True)
@@ -111,6 +113,7 @@ def main() -> None:
     ap.add_argument("--detectors", nargs="+", choices=sorted(DETECTORS), default=["signs", "search"])
     ap.add_argument("--attacks", help="comma-separated attack names (default: all, regeneration included)")
     ap.add_argument("--fd-sets", type=int, default=0)
+    ap.add_argument("--fd-first-set", type=int, default=0, help="index of the first seed set (more sets later)")
     ap.add_argument("--quality-only", action="store_true", help="skip the attack table (only --fd-sets)")
     ap.add_argument("--fd-real", type=int, default=5000, help="real images of the FD / recall reference (train split)")
     ap.add_argument("--image-size", type=int, help="generate, attack and invert at this size instead of the "
@@ -140,7 +143,8 @@ def main() -> None:
         net = load_feature_net(args.features)
         train = load_builtin(args.data, split="train", image_size=s, length=args.fd_real)
         real_feats = net.features(torch.stack([train[i]["image"] for i in range(len(train))]))
-        result["quality"] = quality(pipe, entry, args.patterns, n, args.fd_sets, real_feats, net, key)
+        result["quality"] = quality(pipe, entry, args.patterns, n, args.fd_sets, real_feats, net, key,
+                                    args.fd_first_set)
     print(f"\ntotal {time.time() - t0:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
