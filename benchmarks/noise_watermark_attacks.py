@@ -48,7 +48,7 @@ from genimage.editing.spec import EditSpec  # noqa: E402
 from genimage.pipeline import Pipeline  # noqa: E402
 from genimage.provenance import noise_mark as N  # noqa: E402
 from genimage.provenance.dwtdct import default_message  # noqa: E402
-from genimage.provenance.noise_sync import hypotheses, synchronised  # noqa: E402
+from genimage.provenance.noise_sync import hypotheses  # noqa: E402
 from genimage.provenance.watermark import embed, key_id, watermark_key  # noqa: E402
 from genimage.samplers.noise import generators_for_seeds, randn  # noqa: E402
 
@@ -210,18 +210,10 @@ def detection_cell(marked: dict, unmarked: dict, real: dict) -> dict:
 DETECTORS = {"signs": {"soft": False, "sync": False}, "search": {"soft": True, "sync": True}}
 
 
-def score(inv: torch.Tensor, key: str, msg: bytes, patterns: int, detector: str, chunk: int = 100) -> dict:
-    """One set's scores by ``detector`` (:data:`DETECTORS`) from its inversions ``(1, B, C, H, W)``,
-    ``chunk`` images at a time (each image is scored on its own; the 129 warped copies of 500
-    images at 64 px would not fit in memory at once)."""
+def score(inv: torch.Tensor, key: str, msg: bytes, patterns: int, detector: str) -> dict:
+    """One set's scores by ``detector`` (:data:`DETECTORS`) from its inversions ``(1, B, C, H, W)``."""
     how = DETECTORS[detector]
-    parts = []
-    for i in range(0, inv.shape[1], chunk):
-        part, read = inv[:, i:i + chunk], None
-        if how["sync"]:
-            part, read = synchronised(part, hypotheses())
-        parts.append(N.score_candidates(part, key, msg, patterns, read, soft=how["soft"]))
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return N.score_inverted(inv, key, msg, patterns, hypotheses() if how["sync"] else None, how["soft"])
 
 
 if __name__ == "__main__":

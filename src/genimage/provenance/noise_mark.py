@@ -380,6 +380,23 @@ def score_candidates(noises: torch.Tensor, key: str, message: bytes, patterns: i
     return out
 
 
+def score_inverted(noises: torch.Tensor, key: str, message: bytes, patterns: int = 1,
+                   sync: "list[Hypothesis] | None" = None, soft: bool = False, chunk: int = 100) -> dict:
+    """:func:`score_candidates` of inversions ``(K, B, C, H, W)``, each warped back under every
+    hypothesis of ``sync`` first (:func:`genimage.provenance.noise_sync.synchronised`; ``None``:
+    read as they are), ``chunk`` images at a time: every image is scored on its own, and the
+    129 warped copies of a few hundred images at 64 px would not fit in memory at once."""
+    from genimage.provenance.noise_sync import synchronised
+
+    parts = []
+    for i in range(0, noises.shape[1], chunk):
+        part, read = noises[:, i:i + chunk], None
+        if sync:
+            part, read = synchronised(part, sync)
+        parts.append(score_candidates(part, key, message, patterns, read, soft))
+    return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+
+
 def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | None = None,
            steps: int | None = None, batch_size: int = 100, decoder_steps: int = 0,
            label_search: bool = False, guidance: float | None = None, patterns: int = 1,
@@ -425,12 +442,7 @@ def detect(pipe, images: torch.Tensor, key: str | None = None, message: bytes | 
     key = key or watermark_key()
     message = message if message is not None else default_message(key)
     noises = invert_images(pipe, images, steps, batch_size, decoder_steps, label_search, guidance, decoder_lr)
-    read = None
-    if sync:
-        from genimage.provenance.noise_sync import synchronised
-
-        noises, read = synchronised(noises, sync)
-    out = score_candidates(noises, key, message, patterns, read, soft)
+    out = score_inverted(noises, key, message, patterns, sync, soft, batch_size)
     cand = out.pop("candidate", torch.zeros(len(images), dtype=torch.long))
     per = len(sync) if sync else 1
     if label_search:
